@@ -1,0 +1,160 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"runtime"
+	"time"
+)
+
+// Defaults applied by Run to zero-valued Options fields.
+const (
+	DefaultAddr              = ":3000"
+	DefaultShutdownTimeout   = 30 * time.Second
+	DefaultReadyTimeout      = 60 * time.Second
+	DefaultWorkerTimeout     = 30 * time.Second
+	DefaultHeartbeatInterval = time.Second
+	DefaultMinBackoff        = 100 * time.Millisecond
+	DefaultMaxBackoff        = 30 * time.Second
+	DefaultStableAfter       = 10 * time.Second
+	DefaultMemoryLogInterval = 30 * time.Second
+)
+
+// CallHandler answers a worker's Worker.Call in the primary, for methods
+// the cluster does not answer itself. It runs concurrently, one goroutine
+// per call; its result is JSON-encoded as the reply and an error travels
+// back as its text.
+type CallHandler func(ctx context.Context, method string, body json.RawMessage) (any, error)
+
+// Options configure a cluster. The zero value runs DefaultWorkers() workers
+// on DefaultAddr.
+type Options struct {
+	// Addr is the TCP address every worker serves, "host:port". Port 0
+	// picks a free port (logged as "listening"). Default DefaultAddr.
+	Addr string
+
+	// Workers is how many worker processes to run. Default DefaultWorkers().
+	Workers int
+
+	// Single serves in this process with no primary and no workers (like
+	// running a Node app without cluster). Worker.ID is 0 and Worker.Call
+	// returns ErrNoPrimary.
+	Single bool
+
+	// ShutdownTimeout bounds a graceful stop: how long workers may take to
+	// finish in-flight requests before they are killed.
+	// Default DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+
+	// ReadyTimeout bounds how long a new worker may take to become ready
+	// before it is killed and counted as a failed start.
+	// Default DefaultReadyTimeout.
+	ReadyTimeout time.Duration
+
+	// WorkerTimeout is how long a ready worker may go without a heartbeat
+	// before it is considered hung, killed and replaced.
+	// Default DefaultWorkerTimeout.
+	WorkerTimeout time.Duration
+
+	// HeartbeatInterval is how often workers report their figures.
+	// Default DefaultHeartbeatInterval.
+	HeartbeatInterval time.Duration
+
+	// Backoff paces restarts of workers that keep dying soon after start.
+	Backoff Backoff
+
+	// MemoryLogInterval is how often the primary logs its own memory use;
+	// negative disables it. Default DefaultMemoryLogInterval.
+	MemoryLogInterval time.Duration
+
+	// Logger receives the primary's log lines and, re-emitted at their own
+	// level with worker and pid attached, the workers'. Default slog.Default().
+	Logger *slog.Logger
+
+	// Calls answers workers' calls that the cluster does not answer itself
+	// (every method not starting with "cluster."). Nil: such calls fail.
+	Calls CallHandler
+
+	// Args are the command-line arguments a worker is started with (its
+	// os.Args[1:]); the executable is this one. Default os.Args[1:], so a
+	// worker parses the same configuration as its primary.
+	Args []string
+
+	// Env lists extra "KEY=value" entries for workers' environments.
+	Env []string
+}
+
+// Backoff paces restarts. A worker that exits unexpectedly after running
+// for StableAfter or longer is replaced at once; one that dies sooner is
+// replaced after Min, then 2×Min, 4×Min... up to Max for each further early
+// death in a row. The streak resets once a worker stays up for StableAfter.
+type Backoff struct {
+	Min         time.Duration // default DefaultMinBackoff
+	Max         time.Duration // default DefaultMaxBackoff
+	StableAfter time.Duration // default DefaultStableAfter
+}
+
+// delay returns how long to wait before the next start after streak early
+// deaths in a row (0: start now).
+func (b Backoff) delay(streak int) time.Duration {
+	if streak <= 0 {
+		return 0
+	}
+	d := b.Min
+	for i := 1; i < streak && d < b.Max; i++ {
+		d *= 2
+	}
+	return min(d, b.Max)
+}
+
+// DefaultWorkers is the default worker count: runtime.GOMAXPROCS(0), which
+// follows the container's CPU limit (cgroup quota) where the host's CPU
+// count would oversubscribe it, and the GOMAXPROCS variable when set.
+func DefaultWorkers() int { return runtime.GOMAXPROCS(0) }
+
+// WorkerProcs is the GOMAXPROCS each of n workers gets so that together
+// they use the cores the primary may use, and no more: max(1, cores/n).
+func WorkerProcs(n int) int {
+	if n <= 0 {
+		n = 1
+	}
+	return max(1, runtime.GOMAXPROCS(0)/n)
+}
+
+func (o Options) withDefaults() Options {
+	if o.Addr == "" {
+		o.Addr = DefaultAddr
+	}
+	if o.Workers <= 0 {
+		o.Workers = DefaultWorkers()
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = DefaultReadyTimeout
+	}
+	if o.WorkerTimeout <= 0 {
+		o.WorkerTimeout = DefaultWorkerTimeout
+	}
+	if o.HeartbeatInterval <= 0 {
+		o.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if o.Backoff.Min <= 0 {
+		o.Backoff.Min = DefaultMinBackoff
+	}
+	if o.Backoff.Max <= 0 {
+		o.Backoff.Max = DefaultMaxBackoff
+	}
+	if o.Backoff.StableAfter <= 0 {
+		o.Backoff.StableAfter = DefaultStableAfter
+	}
+	if o.MemoryLogInterval == 0 {
+		o.MemoryLogInterval = DefaultMemoryLogInterval
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}

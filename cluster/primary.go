@@ -1,0 +1,460 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"github.com/herd-go/herd/internal/procstat"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/herd-go/herd/internal/listen"
+)
+
+// Worker states, as reported by Status.
+const (
+	StateStarting = "starting" // started, not serving yet
+	StateReady    = "ready"    // serving
+	StateDraining = "draining" // asked to stop: finishing in-flight requests
+)
+
+// handle is the primary's grip on one worker process. The real one wraps
+// os/exec and the IPC connection; tests use fakes.
+type handle interface {
+	// drain asks the worker to stop accepting and finish in-flight requests
+	// within timeout. It does not block on the worker.
+	drain(timeout time.Duration) error
+	// kill ends the worker at once (SIGKILL).
+	kill() error
+}
+
+// spawner starts worker id. The process reports back by sending evReady,
+// evBeat and, exactly once, evExited for the returned pid into the
+// primary's events.
+type spawner func(p *primary, id int) (pid int, h handle, err error)
+
+// Events into the supervisor loop. Only the loop touches primary's state.
+type (
+	evReady struct{ pid int }
+	evBeat  struct {
+		pid int
+		hb  Heartbeat
+	}
+	evExited struct {
+		pid    int
+		code   int    // exit code, -1 when killed by a signal
+		signal string // the signal's name, when killed by one
+	}
+	evStart  struct{ id int } // a backoff delay ended
+	evSignal struct{ sig os.Signal }
+	evFunc   func() // runs in the loop: queries and commands
+)
+
+// proc is one worker process.
+type proc struct {
+	id, pid  int
+	state    string
+	started  time.Time
+	readyAt  time.Time
+	lastBeat time.Time
+	hb       Heartbeat
+	stopping bool // stopped on purpose: not restarted
+	h        handle
+}
+
+// slot is a worker id's history across its processes.
+type slot struct {
+	restarts int
+	streak   int  // early deaths in a row
+	waiting  bool // a backoff timer will start it
+}
+
+type primary struct {
+	opts  Options
+	log   *slog.Logger
+	ln    *net.TCPListener
+	lnF   *os.File
+	spawn spawner
+	now   func() time.Time
+
+	events chan any
+	doneC  chan struct{} // closed when the loop has returned
+
+	// Owned by the loop.
+	want         int
+	procs        map[int]*proc // by pid
+	slots        map[int]*slot // by worker id
+	shutting     bool
+	deadline     time.Time // when draining workers get killed
+	allReadySaid bool
+}
+
+func newPrimary(opts Options, spawn spawner) *primary {
+	return &primary{
+		opts:   opts,
+		log:    opts.Logger,
+		spawn:  spawn,
+		now:    time.Now,
+		events: make(chan any, 256),
+		doneC:  make(chan struct{}),
+		want:   opts.Workers,
+		procs:  make(map[int]*proc),
+		slots:  make(map[int]*slot),
+	}
+}
+
+func runPrimary(ctx context.Context, opts Options) error {
+	ln, err := listen.TCP(opts.Addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	lnF, err := ln.File()
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	defer lnF.Close()
+
+	p := newPrimary(opts, spawnProcess)
+	p.ln, p.lnF = ln, lnF
+	p.log.Info("primary running",
+		"pid", os.Getpid(), "cpus", runtime.NumCPU(), "usable_cpus", runtime.GOMAXPROCS(0),
+		"workers", opts.Workers, "gomaxprocs_per_worker", WorkerProcs(opts.Workers))
+	p.log.Info("listening", "addr", ln.Addr().String())
+
+	sigC := make(chan os.Signal, 8)
+	signal.Notify(sigC, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2)
+	defer signal.Stop(sigC)
+	go func() {
+		for {
+			select {
+			case s := <-sigC:
+				p.send(evSignal{s})
+			case <-p.doneC:
+				return
+			}
+		}
+	}()
+	return p.loop(ctx)
+}
+
+// send delivers an event to the loop, or drops it if the loop has ended.
+func (p *primary) send(e any) {
+	select {
+	case p.events <- e:
+	case <-p.doneC:
+	}
+}
+
+// do runs f in the loop and waits for it; false if the loop has ended.
+func (p *primary) do(f func()) bool {
+	done := make(chan struct{})
+	select {
+	case p.events <- evFunc(func() { f(); close(done) }):
+	case <-p.doneC:
+		return false
+	}
+	select {
+	case <-done:
+		return true
+	case <-p.doneC:
+		return false
+	}
+}
+
+// loop is the supervisor: the one goroutine that owns the workers' state.
+func (p *primary) loop(ctx context.Context) error {
+	defer close(p.doneC)
+	for id := 1; id <= p.want; id++ {
+		p.startWorker(id)
+	}
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	var memC <-chan time.Time
+	if p.opts.MemoryLogInterval > 0 {
+		mt := time.NewTicker(p.opts.MemoryLogInterval)
+		defer mt.Stop()
+		memC = mt.C
+	}
+	ctxDone := ctx.Done()
+	for {
+		if p.shutting && len(p.procs) == 0 {
+			p.log.Info("all workers stopped; primary exiting")
+			return nil
+		}
+		select {
+		case <-ctxDone:
+			ctxDone = nil
+			p.shutdown("context done")
+		case e := <-p.events:
+			p.handle(e)
+		case <-tick.C:
+			p.checkTimeouts()
+		case <-memC:
+			p.log.Info("primary memory", "rss_mb", fmt.Sprintf("%.2f", float64(procstat.RSS())/(1<<20)))
+		}
+	}
+}
+
+func (p *primary) handle(e any) {
+	switch e := e.(type) {
+	case evReady:
+		p.onReady(e.pid)
+	case evBeat:
+		if pr := p.procs[e.pid]; pr != nil {
+			pr.hb = e.hb
+			pr.lastBeat = p.now()
+		}
+	case evExited:
+		p.onExit(e)
+	case evStart:
+		if s := p.slots[e.id]; s != nil {
+			s.waiting = false
+		}
+		if !p.shutting && e.id <= p.want && p.live(e.id) == nil {
+			p.startWorker(e.id)
+		}
+	case evSignal:
+		p.onSignal(e.sig)
+	case evFunc:
+		e()
+	}
+}
+
+func (p *primary) onSignal(sig os.Signal) {
+	switch sig {
+	case syscall.SIGINT, syscall.SIGTERM:
+		if p.shutting && sig == syscall.SIGINT {
+			p.log.Warn("second SIGINT: killing workers now", "signal", "SIGINT")
+			p.killAll()
+			return
+		}
+		p.shutdown(sig.String())
+	case syscall.SIGTTIN:
+		p.scale(p.want + 1)
+	case syscall.SIGTTOU:
+		p.scale(p.want - 1)
+	default:
+		p.log.Warn("signal not handled yet", "signal", sig.String())
+	}
+}
+
+func (p *primary) slot(id int) *slot {
+	s := p.slots[id]
+	if s == nil {
+		s = &slot{}
+		p.slots[id] = s
+	}
+	return s
+}
+
+// live returns a process serving or about to serve slot id, if any.
+func (p *primary) live(id int) *proc {
+	for _, pr := range p.procs {
+		if pr.id == id && !pr.stopping {
+			return pr
+		}
+	}
+	return nil
+}
+
+func (p *primary) startWorker(id int) {
+	pid, h, err := p.spawn(p, id)
+	if err != nil {
+		p.log.Error("cannot start worker", "worker", id, "err", err)
+		p.scheduleRestart(id, p.slot(id))
+		return
+	}
+	now := p.now()
+	p.procs[pid] = &proc{id: id, pid: pid, state: StateStarting, started: now, lastBeat: now, h: h}
+	p.slot(id)
+	p.log.Info("worker started", "worker", id, "pid", pid)
+}
+
+func (p *primary) onReady(pid int) {
+	pr := p.procs[pid]
+	if pr == nil || pr.state != StateStarting {
+		return
+	}
+	pr.state = StateReady
+	pr.readyAt = p.now()
+	pr.lastBeat = pr.readyAt
+	p.log.Info("worker listening", "worker", pr.id, "pid", pid, "addr", p.addr())
+	if !p.allReadySaid && p.readyCount() >= p.want {
+		p.allReadySaid = true
+		p.log.Info("all workers ready", "workers", p.want)
+	}
+}
+
+func (p *primary) readyCount() int {
+	n := 0
+	for _, pr := range p.procs {
+		if pr.state == StateReady && !pr.stopping {
+			n++
+		}
+	}
+	return n
+}
+
+func (p *primary) onExit(e evExited) {
+	pr := p.procs[e.pid]
+	if pr == nil {
+		return
+	}
+	delete(p.procs, e.pid)
+	up := p.now().Sub(pr.started)
+	attrs := []any{"worker", pr.id, "pid", e.pid, "uptime", up.Round(time.Millisecond).String()}
+	if e.signal != "" {
+		attrs = append(attrs, "signal", e.signal)
+	} else {
+		attrs = append(attrs, "code", e.code)
+	}
+	if pr.stopping || p.shutting {
+		p.log.Info("worker stopped", attrs...)
+		return
+	}
+	p.log.Warn("worker died", attrs...)
+	p.allReadySaid = false
+	if pr.id > p.want || p.live(pr.id) != nil {
+		return // scaled away, or already replaced
+	}
+	s := p.slot(pr.id)
+	if pr.readyAt.IsZero() || p.now().Sub(pr.readyAt) < p.opts.Backoff.StableAfter {
+		s.streak++
+	} else {
+		s.streak = 0
+	}
+	p.scheduleRestart(pr.id, s)
+}
+
+func (p *primary) scheduleRestart(id int, s *slot) {
+	if p.shutting || s.waiting {
+		return
+	}
+	s.restarts++
+	d := p.opts.Backoff.delay(s.streak)
+	if d == 0 {
+		p.log.Info("forking a replacement", "worker", id)
+		p.startWorker(id)
+		return
+	}
+	s.waiting = true
+	p.log.Warn("worker keeps dying soon after start; backing off",
+		"worker", id, "early_deaths", s.streak, "next_try_in", d.String())
+	time.AfterFunc(d, func() { p.send(evStart{id}) })
+}
+
+// stop drains pr on purpose: it will not be restarted.
+func (p *primary) stop(pr *proc, reason string) {
+	if pr.stopping {
+		return
+	}
+	pr.stopping = true
+	pr.state = StateDraining
+	p.log.Info("draining worker", "worker", pr.id, "pid", pr.pid, "reason", reason)
+	if err := pr.h.drain(p.opts.ShutdownTimeout); err != nil {
+		p.log.Warn("cannot reach worker to drain it; killing it", "worker", pr.id, "pid", pr.pid, "err", err)
+		_ = pr.h.kill()
+	}
+}
+
+func (p *primary) shutdown(reason string) {
+	if p.shutting {
+		return
+	}
+	p.shutting = true
+	// Workers get ShutdownTimeout to finish; the kill after it is a backstop
+	// for a worker that ignores its own deadline.
+	p.deadline = p.now().Add(p.opts.ShutdownTimeout + 2*time.Second)
+	p.log.Info("shutting down gracefully", "reason", reason, "timeout", p.opts.ShutdownTimeout.String())
+	for _, pr := range p.procs {
+		p.stop(pr, "shutdown")
+	}
+}
+
+func (p *primary) killAll() {
+	for _, pr := range p.procs {
+		pr.stopping = true
+		_ = pr.h.kill()
+	}
+}
+
+func (p *primary) scale(n int) {
+	if p.shutting {
+		return
+	}
+	if n < 1 {
+		p.log.Warn("cannot scale below 1 worker", "workers", p.want)
+		return
+	}
+	old := p.want
+	p.want = n
+	p.log.Info("scaling", "from", old, "to", n)
+	for id := old + 1; id <= n; id++ {
+		if p.live(id) == nil {
+			p.startWorker(id)
+		}
+	}
+	for _, pr := range p.procs {
+		if pr.id > n {
+			p.stop(pr, "scaled down")
+		}
+	}
+}
+
+// checkTimeouts kills workers that never became ready or stopped
+// heartbeating, and draining workers past the shutdown deadline.
+func (p *primary) checkTimeouts() {
+	now := p.now()
+	if p.shutting && now.After(p.deadline) {
+		for _, pr := range p.procs {
+			p.log.Warn("worker did not stop in time; killing it", "worker", pr.id, "pid", pr.pid)
+			_ = pr.h.kill()
+		}
+		p.deadline = now.Add(time.Hour) // kill once
+		return
+	}
+	for _, pr := range p.procs {
+		switch {
+		case pr.stopping:
+		case pr.state == StateStarting && now.Sub(pr.started) > p.opts.ReadyTimeout:
+			p.log.Error("worker never became ready; killing it", "worker", pr.id, "pid", pr.pid, "timeout", p.opts.ReadyTimeout.String())
+			_ = pr.h.kill()
+		case pr.state == StateReady && now.Sub(pr.lastBeat) > p.opts.WorkerTimeout:
+			p.log.Error("worker stopped responding; killing it", "worker", pr.id, "pid", pr.pid,
+				"reason", fmt.Sprintf("no heartbeat for %s", now.Sub(pr.lastBeat).Round(time.Second)))
+			_ = pr.h.kill()
+		}
+	}
+}
+
+func (p *primary) addr() string {
+	if p.ln == nil {
+		return p.opts.Addr
+	}
+	return p.ln.Addr().String()
+}
+
+// status snapshots the cluster. Call it in the loop.
+func (p *primary) status() Status {
+	s := Status{PrimaryPID: os.Getpid(), Addr: p.addr(), Want: p.want}
+	for _, pr := range p.procs {
+		s.Workers = append(s.Workers, WorkerStatus{
+			ID: pr.id, PID: pr.pid, State: pr.state, Started: pr.started,
+			Restarts: p.slot(pr.id).restarts, Heartbeat: pr.hb,
+		})
+	}
+	sort.Slice(s.Workers, func(i, j int) bool {
+		a, b := s.Workers[i], s.Workers[j]
+		if a.ID != b.ID {
+			return a.ID < b.ID
+		}
+		return a.Started.Before(b.Started)
+	})
+	return s
+}

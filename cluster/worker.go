@@ -1,0 +1,296 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"github.com/herd-go/herd/internal/procstat"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/herd-go/herd/internal/ipc"
+	"github.com/herd-go/herd/internal/listen"
+)
+
+// Names of the inherited descriptors.
+const (
+	fdHTTP = "http"
+	fdIPC  = "herd-ipc"
+)
+
+// IPC methods between primary and workers.
+const (
+	msgReady     = "ready"
+	msgHeartbeat = "heartbeat"
+	msgDrain     = "drain"
+	callWorkers  = "cluster.workers"
+)
+
+// primaryGoneTimeout is how long a worker whose primary died keeps
+// finishing in-flight requests before it exits.
+const primaryGoneTimeout = time.Second
+
+// Heartbeat is what a worker reports to the primary periodically.
+type Heartbeat struct {
+	Requests   uint64 `json:"requests"`
+	RSS        uint64 `json:"rss"`
+	HeapAlloc  uint64 `json:"heapAlloc"`
+	Goroutines int    `json:"goroutines"`
+}
+
+type drainMsg struct {
+	TimeoutMS int64 `json:"timeoutMs"`
+}
+
+// Worker is a worker process's view of its cluster: its identity, the
+// shared listener, and its link to the primary. Its methods are safe for
+// concurrent use.
+type Worker struct {
+	// ID is the worker's slot, 1..N, stable across restarts (0 with
+	// Options.Single).
+	ID int
+
+	ln   net.Listener
+	conn *ipc.Conn // nil with Options.Single
+	log  *slog.Logger
+	opts Options
+
+	requests atomic.Uint64
+	readyC   chan struct{} // closed by Ready
+	ready    sync.Once
+
+	mu           sync.Mutex
+	drainTimeout time.Duration // guarded by mu
+}
+
+// Listener returns the socket every worker accepts from. Serve uses it;
+// call it only to run a server of your own (then call Ready once serving).
+func (w *Worker) Listener() net.Listener { return w.ln }
+
+// Logger returns the worker's logger. In a clustered worker it writes JSON
+// lines that the primary re-emits with the worker's id and pid attached.
+func (w *Worker) Logger() *slog.Logger { return w.log }
+
+// Ready tells the primary this worker is serving. Serve calls it; it is
+// idempotent.
+func (w *Worker) Ready() {
+	w.ready.Do(func() {
+		close(w.readyC)
+		if w.conn != nil {
+			_ = w.conn.Notify(msgReady, nil)
+		}
+	})
+}
+
+// Requests returns how many requests Serve has handled.
+func (w *Worker) Requests() uint64 { return w.requests.Load() }
+
+// Call sends a request to the primary's Options.Calls handler and decodes
+// the reply into resp. It blocks until the reply, ctx's end, or the
+// primary's departure (ErrClosed).
+func (w *Worker) Call(ctx context.Context, method string, req, resp any) error {
+	if w.conn == nil {
+		return ErrNoPrimary
+	}
+	err := w.conn.Call(ctx, method, req, resp)
+	if errors.Is(err, ipc.ErrClosed) {
+		return fmt.Errorf("%w: %s", ErrClosed, method)
+	}
+	return err
+}
+
+// WorkerStatus is one worker as the primary sees it.
+type WorkerStatus struct {
+	ID        int       `json:"id"`
+	PID       int       `json:"pid"`
+	State     string    `json:"state"`
+	Started   time.Time `json:"started"`
+	Restarts  int       `json:"restarts"`
+	Heartbeat           // the latest figures the worker reported
+}
+
+// Status is the cluster as the primary sees it.
+type Status struct {
+	PrimaryPID int            `json:"primaryPid"`
+	Addr       string         `json:"addr"`
+	Want       int            `json:"want"`
+	Workers    []WorkerStatus `json:"workers"`
+}
+
+// Status asks the primary for the state of every worker.
+func (w *Worker) Status(ctx context.Context) (Status, error) {
+	var s Status
+	if w.conn == nil {
+		return s, ErrNoPrimary
+	}
+	err := w.Call(ctx, callWorkers, nil, &s)
+	return s, err
+}
+
+// NewServer returns an http.Server for h with production limits: headers
+// within 10 s and 1 MiB, idle keep-alive connections closed after 120 s.
+// Bodies are limited by the handlers, which know what they accept.
+func NewServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          nil,
+	}
+}
+
+// Serve serves h on the worker's listener, tells the primary it is ready,
+// and when ctx is done stops accepting and lets in-flight requests finish
+// (http.Server.Shutdown) within the time the primary allowed. It returns
+// nil after a clean drain.
+func (w *Worker) Serve(ctx context.Context, h http.Handler) error {
+	counted := http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		w.requests.Add(1)
+		h.ServeHTTP(rw, r)
+	})
+	srv := NewServer(counted)
+	errC := make(chan error, 1)
+	go func() { errC <- srv.Serve(w.ln) }()
+	w.Ready()
+	select {
+	case err := <-errC:
+		return fmt.Errorf("cluster: worker %d: serve: %w", w.ID, err)
+	case <-ctx.Done():
+	}
+	w.mu.Lock()
+	timeout := w.drainTimeout
+	w.mu.Unlock()
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+		w.log.Warn("drain timed out; closed remaining connections", "timeout", timeout)
+	}
+	return nil
+}
+
+func (w *Worker) setDrainTimeout(d time.Duration) {
+	w.mu.Lock()
+	w.drainTimeout = d
+	w.mu.Unlock()
+}
+
+// workerIPC handles what the primary sends a worker.
+type workerIPC struct {
+	w     *Worker
+	drain context.CancelFunc
+}
+
+func (h *workerIPC) HandleRequest(ctx context.Context, method string, body []byte) (any, error) {
+	return nil, fmt.Errorf("cluster: worker %d: unknown request %q", h.w.ID, method)
+}
+
+func (h *workerIPC) HandleNotify(method string, body []byte) {
+	if method != msgDrain {
+		return
+	}
+	var m drainMsg
+	if json.Unmarshal(body, &m) == nil && m.TimeoutMS > 0 {
+		h.w.setDrainTimeout(time.Duration(m.TimeoutMS) * time.Millisecond)
+	}
+	h.drain()
+}
+
+func runWorker(ctx context.Context, id int, opts Options, fn func(context.Context, *Worker) error) error {
+	os.Unsetenv(EnvWorkerID) // the app's own children are not herd workers
+	files, err := listen.Inherited()
+	if err != nil || files[fdIPC] == nil || files[fdHTTP] == nil {
+		return ErrNoPrimary
+	}
+	nc, err := ipc.FileConn(files[fdIPC])
+	if err != nil {
+		return ErrNoPrimary
+	}
+	ln, err := listen.FileListener(files[fdHTTP])
+	if err != nil {
+		nc.Close()
+		return err
+	}
+	// The primary orchestrates stops: a signal to the whole process group
+	// (Ctrl-C in a terminal) must not kill workers behind its back. A
+	// SIGTERM sent to this worker alone drains it; the primary replaces it.
+	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2)
+
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	w := &Worker{ID: id, ln: ln, log: log, opts: opts, readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout}
+	wctx, drain := context.WithCancel(ctx)
+	defer drain()
+	h := &workerIPC{w: w, drain: drain}
+	w.conn = ipc.NewConn(nc, h)
+	go func() {
+		_ = w.conn.Serve()
+		// EOF from the primary: it is gone (even by SIGKILL). Finish quickly
+		// and exit rather than serve on as an orphan.
+		select {
+		case <-wctx.Done():
+		default:
+			w.setDrainTimeout(primaryGoneTimeout)
+			log.Warn("primary went away; exiting")
+			drain()
+		}
+	}()
+	termC := make(chan os.Signal, 1)
+	signal.Notify(termC, syscall.SIGTERM)
+	defer signal.Stop(termC)
+	go func() {
+		select {
+		case <-termC:
+			log.Info("SIGTERM received; draining", "signal", "SIGTERM")
+			drain()
+		case <-wctx.Done():
+		}
+	}()
+	go w.heartbeats(wctx)
+
+	err = fn(wctx, w)
+	w.conn.Close()
+	<-w.conn.Done()
+	return err
+}
+
+func (w *Worker) heartbeats(ctx context.Context) {
+	t := time.NewTicker(w.opts.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		hb := Heartbeat{Requests: w.requests.Load(), RSS: procstat.RSS(), HeapAlloc: ms.HeapAlloc, Goroutines: runtime.NumGoroutine()}
+		if err := w.conn.Notify(msgHeartbeat, hb); err != nil {
+			return
+		}
+	}
+}
+
+func runSingle(ctx context.Context, opts Options, fn func(context.Context, *Worker) error) error {
+	ln, err := listen.TCP(opts.Addr)
+	if err != nil {
+		return err
+	}
+	opts.Logger.Info("listening", "addr", ln.Addr().String(), "pid", os.Getpid(), "mode", "single process")
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	w := &Worker{ln: ln, log: opts.Logger, opts: opts, readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout}
+	err = fn(ctx, w)
+	ln.Close()
+	return err
+}

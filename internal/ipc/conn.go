@@ -1,0 +1,243 @@
+package ipc
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrClosed is returned by calls on a Conn that has been closed or whose peer
+// has gone away.
+var ErrClosed = errors.New("ipc: connection closed")
+
+// RemoteError is the error a peer's request handler returned, as text.
+type RemoteError struct{ Msg string }
+
+func (e *RemoteError) Error() string { return e.Msg }
+
+// Handler receives what the peer sends. HandleRequest runs in its own
+// goroutine per request, so it may block; its result is JSON-encoded as the
+// reply, and a non-nil error travels back as a RemoteError. HandleNotify runs
+// on the reading goroutine, in arrival order, and must not block.
+type Handler interface {
+	HandleRequest(ctx context.Context, method string, body []byte) (any, error)
+	HandleNotify(method string, body []byte)
+}
+
+// WriteTimeout bounds one write so that a stopped peer (SIGSTOP) with a full
+// socket buffer cannot block the writer forever.
+const WriteTimeout = 5 * time.Second
+
+// Conn is one end of an IPC channel. It is safe for concurrent use: any
+// number of goroutines may Call and Notify at once. The Conn owns c and
+// closes it.
+type Conn struct {
+	c       net.Conn
+	handler Handler
+
+	wmu  sync.Mutex // guards w and wbuf, and orders frames on the wire
+	w    *bufio.Writer
+	wbuf []byte
+
+	mu      sync.Mutex // guards pending and err
+	pending map[uint64]chan Message
+	err     error
+
+	nextID    atomic.Uint64
+	closeOnce sync.Once
+	doneC     chan struct{} // closed when the read loop has ended
+	ctx       context.Context
+	cancel    context.CancelFunc
+}
+
+// NewConn wraps c. Call Serve to start reading; until then replies to Call
+// are not received.
+func NewConn(c net.Conn, h Handler) *Conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Conn{
+		c:       c,
+		handler: h,
+		w:       bufio.NewWriterSize(c, 64<<10),
+		pending: make(map[uint64]chan Message),
+		doneC:   make(chan struct{}),
+		ctx:     ctx,
+		cancel:  cancel,
+	}
+}
+
+// Serve reads frames until the peer closes the connection or a frame is
+// malformed, dispatching them to the Handler and to waiting callers. It
+// returns nil on a clean EOF. When it returns, every pending Call fails with
+// ErrClosed and Done is closed. Serve must be called once.
+func (c *Conn) Serve() error {
+	err := c.readLoop()
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = ErrClosed
+	}
+	pending := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	for _, ch := range pending {
+		close(ch)
+	}
+	c.cancel()
+	c.c.Close()
+	close(c.doneC)
+	return err
+}
+
+func (c *Conn) readLoop() error {
+	r := bufio.NewReaderSize(c.c, 64<<10)
+	var buf []byte
+	for {
+		m, b, err := ReadFrame(r, buf)
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		switch m.Kind {
+		case KindNotify:
+			c.handler.HandleNotify(m.Method, m.Body)
+			buf = b // the handler does not keep Body
+		case KindReply:
+			m.Body = append([]byte(nil), m.Body...)
+			c.mu.Lock()
+			ch := c.pending[m.ID]
+			delete(c.pending, m.ID)
+			c.mu.Unlock()
+			if ch != nil {
+				ch <- m
+			}
+			buf = b
+		case KindRequest:
+			body := append([]byte(nil), m.Body...)
+			go c.serveRequest(m.ID, m.Method, body)
+			buf = b
+		}
+	}
+}
+
+func (c *Conn) serveRequest(id uint64, method string, body []byte) {
+	res, err := c.handler.HandleRequest(c.ctx, method, body)
+	reply := Message{Kind: KindReply, ID: id}
+	if err != nil {
+		reply.Err = err.Error()
+		if reply.Err == "" {
+			reply.Err = "ipc: handler failed"
+		}
+	} else if res != nil {
+		b, jerr := json.Marshal(res)
+		if jerr != nil {
+			reply.Err = fmt.Sprintf("ipc: encoding the reply to %s: %v", method, jerr)
+		} else {
+			reply.Body = b
+		}
+	}
+	_ = c.send(reply) // the peer may be gone; its Call then fails on its side
+}
+
+// Call sends a request and waits for its reply, decoding the reply's body
+// into resp (which may be nil). It returns a *RemoteError when the peer's
+// handler failed, ErrClosed when the connection ends first, or ctx.Err().
+func (c *Conn) Call(ctx context.Context, method string, req, resp any) error {
+	var body []byte
+	if req != nil {
+		var err error
+		if body, err = json.Marshal(req); err != nil {
+			return fmt.Errorf("ipc: encoding %s request: %w", method, err)
+		}
+	}
+	id := c.nextID.Add(1)
+	ch := make(chan Message, 1)
+	c.mu.Lock()
+	if c.pending == nil {
+		err := c.err
+		c.mu.Unlock()
+		return err
+	}
+	c.pending[id] = ch
+	c.mu.Unlock()
+
+	if err := c.send(Message{Kind: KindRequest, ID: id, Method: method, Body: body}); err != nil {
+		c.forget(id)
+		return err
+	}
+	select {
+	case m, ok := <-ch:
+		if !ok {
+			return ErrClosed
+		}
+		if m.Err != "" {
+			return &RemoteError{Msg: m.Err}
+		}
+		if resp != nil && len(m.Body) > 0 {
+			if err := json.Unmarshal(m.Body, resp); err != nil {
+				return fmt.Errorf("ipc: decoding %s reply: %w", method, err)
+			}
+		}
+		return nil
+	case <-ctx.Done():
+		c.forget(id)
+		return ctx.Err()
+	}
+}
+
+func (c *Conn) forget(id uint64) {
+	c.mu.Lock()
+	if c.pending != nil {
+		delete(c.pending, id)
+	}
+	c.mu.Unlock()
+}
+
+// Notify sends a one-way message with body JSON-encoded (nil for none).
+func (c *Conn) Notify(method string, body any) error {
+	var b []byte
+	if body != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
+			return fmt.Errorf("ipc: encoding %s: %w", method, err)
+		}
+	}
+	return c.send(Message{Kind: KindNotify, Method: method, Body: b})
+}
+
+func (c *Conn) send(m Message) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	var err error
+	c.wbuf, err = AppendFrame(c.wbuf[:0], m)
+	if err != nil {
+		return err
+	}
+	_ = c.c.SetWriteDeadline(time.Now().Add(WriteTimeout))
+	if _, err = c.w.Write(c.wbuf); err == nil {
+		err = c.w.Flush()
+	}
+	if err != nil {
+		c.w.Reset(c.c) // drop the partial frame; the connection is unusable now
+		c.Close()
+		return fmt.Errorf("%w: %v", ErrClosed, err)
+	}
+	return nil
+}
+
+// Close closes the connection. Pending and later Calls fail with ErrClosed.
+// It is safe to call more than once and concurrently.
+func (c *Conn) Close() error {
+	c.closeOnce.Do(func() { c.c.Close() })
+	return nil
+}
+
+// Done is closed when Serve has returned: the peer is gone or Close was called.
+func (c *Conn) Done() <-chan struct{} { return c.doneC }

@@ -1,0 +1,99 @@
+// Package listen opens herd's listening sockets once, in the primary, and
+// hands them to worker processes as inherited file descriptors named the
+// systemd way (LISTEN_FDS, LISTEN_FDNAMES), so that every worker accepts
+// from the same kernel queue and connections waiting in it outlive any one
+// worker.
+package listen
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Environment variables naming inherited descriptors. Descriptors start at
+// 3 (the first of exec.Cmd.ExtraFiles), in the order of LISTEN_FDNAMES.
+const (
+	EnvFDs     = "LISTEN_FDS"
+	EnvFDNames = "LISTEN_FDNAMES"
+	firstFD    = 3
+)
+
+// ErrInUse means the address is already taken by another socket.
+var ErrInUse = errors.New("listen: address already in use")
+
+// TCP opens a TCP listener on addr ("host:port"; port 0 picks a free one).
+// It returns ErrInUse, wrapped, when the port is taken.
+func TCP(addr string) (*net.TCPListener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("%w: %s", ErrInUse, addr)
+		}
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	return l.(*net.TCPListener), nil
+}
+
+// Named is a file to pass to a child under a name.
+type Named struct {
+	Name string
+	File *os.File
+}
+
+// Env returns the environment entries describing files passed, in this
+// order, as a child's ExtraFiles.
+func Env(files []Named) []string {
+	names := make([]string, len(files))
+	for i, f := range files {
+		names[i] = f.Name
+	}
+	return []string{
+		EnvFDs + "=" + strconv.Itoa(len(files)),
+		EnvFDNames + "=" + strings.Join(names, ":"),
+	}
+}
+
+// Inherited returns the files this process was given by its parent, by
+// name, and removes the variables from the environment so that the process's
+// own children do not mistake them for theirs. It returns an empty map when
+// nothing was passed, and an error when the variables are malformed.
+func Inherited() (map[string]*os.File, error) {
+	nstr, ok := os.LookupEnv(EnvFDs)
+	if !ok {
+		return map[string]*os.File{}, nil
+	}
+	names := strings.Split(os.Getenv(EnvFDNames), ":")
+	os.Unsetenv(EnvFDs)
+	os.Unsetenv(EnvFDNames)
+	os.Unsetenv("LISTEN_PID")
+	n, err := strconv.Atoi(nstr)
+	if err != nil || n < 0 || n > 64 {
+		return nil, fmt.Errorf("listen: %s=%q is not a descriptor count", EnvFDs, nstr)
+	}
+	if len(names) != n {
+		return nil, fmt.Errorf("listen: %s names %d descriptors, %s says %d", EnvFDNames, len(names), EnvFDs, n)
+	}
+	files := make(map[string]*os.File, n)
+	for i, name := range names {
+		fd := firstFD + i
+		// Mark close-on-exec: these are ours, not our children's.
+		syscall.CloseOnExec(fd)
+		files[name] = os.NewFile(uintptr(fd), name)
+	}
+	return files, nil
+}
+
+// FileListener turns an inherited socket into a net.Listener and closes f.
+func FileListener(f *os.File) (net.Listener, error) {
+	defer f.Close()
+	l, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("listen: inherited %s is not a listening socket: %w", f.Name(), err)
+	}
+	return l, nil
+}
