@@ -1,0 +1,381 @@
+// Package herdtest runs the real herd binary in end-to-end tests, the way a
+// user does: built once per test binary, started on an ephemeral loopback
+// port with JSON logs, talked to over HTTP, sent signals. Every process a
+// test starts is killed in t.Cleanup, workers included, even when the test
+// fails.
+package herdtest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// Binary builds ./cmd/herd once per test binary (with -race when the tests
+// run with it) and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		root, err := moduleRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "herdtest-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "herd")
+		args := []string{"build", "-o", binPath}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./cmd/herd")...)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/herd: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("herdtest: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Record is one JSON log line of the primary (workers' lines included,
+// re-emitted with "worker" and "pid").
+type Record map[string]any
+
+// Msg returns the record's message.
+func (r Record) Msg() string { s, _ := r["msg"].(string); return s }
+
+// Int returns a numeric attribute as an int (0 when absent).
+func (r Record) Int(key string) int { f, _ := r[key].(float64); return int(f) }
+
+// Str returns a string attribute ("" when absent).
+func (r Record) Str(key string) string { s, _ := r[key].(string); return s }
+
+// Proc is a running herd command.
+type Proc struct {
+	t    testing.TB
+	Cmd  *exec.Cmd
+	Addr string // host:port it listens on, once known
+	URL  string // "http://" + Addr
+
+	mu      sync.Mutex
+	out     bytes.Buffer // everything on stderr and stdout
+	records []Record
+	pids    map[int]bool // every worker pid ever logged, for cleanup
+	exited  chan struct{}
+	waitErr error
+}
+
+// Options for Start.
+type Options struct {
+	Env []string // extra environment entries
+	Dir string   // working directory (default: a fresh temp dir, so no .env is read)
+	// NoDefaults leaves out --port 0 --host 127.0.0.1 --log-format json,
+	// for tests of the configuration itself.
+	NoDefaults bool
+}
+
+// Start runs "herd <args...>" with --port 0 --host 127.0.0.1 --log-format
+// json appended (unless opts.NoDefaults) and returns at once; use
+// WaitListening or WaitReady before sending requests.
+func Start(t testing.TB, opts Options, args ...string) *Proc {
+	t.Helper()
+	bin := Binary(t)
+	if !opts.NoDefaults {
+		args = append(args, "--port", "0", "--host", "127.0.0.1", "--log-format", "json")
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = opts.Dir
+	if cmd.Dir == "" {
+		cmd.Dir = t.TempDir()
+	}
+	cmd.Env = append(cleanEnv(), opts.Env...)
+	p := &Proc{t: t, Cmd: cmd, pids: map[int]bool{}, exited: make(chan struct{})}
+	r, w := io.Pipe()
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting herd: %v", err)
+	}
+	go p.read(r)
+	go func() {
+		err := cmd.Wait()
+		w.Close()
+		p.mu.Lock()
+		p.waitErr = err
+		p.mu.Unlock()
+		close(p.exited)
+	}()
+	t.Cleanup(p.kill)
+	return p
+}
+
+// cleanEnv is this environment without herd's own settings, so that a
+// developer's shell does not leak into tests.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "PORT", "HOST", "CLUSTER_MODE", "CLUSTER_ENABLED", "CLUSTER_WORKERS", "APP_ENV",
+			"SHUTDOWN_TIMEOUT", "LOG_FORMAT", "ENABLE_CRASH_ENDPOINT", "STATE_FILE", "REDIS_URL",
+			"HERD_WORKER_ID", "LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", "GOMAXPROCS":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
+
+func (p *Proc) read(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		p.mu.Lock()
+		p.out.Write(line)
+		p.out.WriteByte('\n')
+		var rec Record
+		if json.Unmarshal(line, &rec) == nil {
+			p.records = append(p.records, rec)
+			if pid := rec.Int("pid"); pid > 0 && rec.Msg() == "worker started" {
+				p.pids[pid] = true
+			}
+			if a := rec.Str("addr"); a != "" && rec.Msg() == "listening" && p.Addr == "" {
+				p.Addr, p.URL = a, "http://"+a
+			}
+		}
+		p.mu.Unlock()
+	}
+}
+
+// kill ends the primary and every worker it ever logged, by pid.
+func (p *Proc) kill() {
+	if p.Cmd.Process != nil {
+		_ = p.Cmd.Process.Signal(syscall.SIGKILL)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for pid := range p.pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if p.t.Failed() {
+		p.t.Logf("herd output:\n%s", p.out.String())
+	}
+}
+
+// Output returns everything the process printed so far.
+func (p *Proc) Output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// Records returns the JSON log lines so far.
+func (p *Proc) Records() []Record {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Record(nil), p.records...)
+}
+
+// Find returns the log records for which match is true.
+func (p *Proc) Find(match func(Record) bool) []Record {
+	var out []Record
+	for _, r := range p.Records() {
+		if match(r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// WaitLog waits until a log record matches, and returns it.
+func (p *Proc) WaitLog(timeout time.Duration, what string, match func(Record) bool) Record {
+	p.t.Helper()
+	var got Record
+	p.Eventually(timeout, what, func() bool {
+		rs := p.Find(match)
+		if len(rs) > 0 {
+			got = rs[0]
+			return true
+		}
+		return false
+	})
+	return got
+}
+
+// WaitMsg waits for a log record with message msg.
+func (p *Proc) WaitMsg(timeout time.Duration, msg string) Record {
+	p.t.Helper()
+	return p.WaitLog(timeout, "log "+msg, func(r Record) bool { return r.Msg() == msg })
+}
+
+// WaitReady waits for the "all workers ready" line (or, with --cluster off,
+// for the single process to answer /healthz).
+func (p *Proc) WaitReady(timeout time.Duration) {
+	p.t.Helper()
+	p.Eventually(timeout, "herd ready", func() bool {
+		if len(p.Find(func(r Record) bool { return r.Msg() == "all workers ready" })) > 0 {
+			return true
+		}
+		if len(p.Find(func(r Record) bool { return r.Msg() == "serving in a single process" })) > 0 {
+			resp, err := http.Get(p.URL + "/healthz")
+			if err == nil {
+				resp.Body.Close()
+				return resp.StatusCode == 200
+			}
+		}
+		return false
+	})
+}
+
+// Eventually polls cond every 20 ms until it is true or timeout passes, in
+// which case the test fails saying what it waited for. It also fails early
+// if the process exits while waiting.
+func (p *Proc) Eventually(timeout time.Duration, what string, cond func() bool) {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		select {
+		case <-p.exited:
+			if cond() {
+				return
+			}
+			p.t.Fatalf("herd exited (%v) while waiting for %s", p.waitErrLocked(), what)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (p *Proc) waitErrLocked() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.waitErr
+}
+
+// Signal sends sig to the primary.
+func (p *Proc) Signal(sig syscall.Signal) {
+	p.t.Helper()
+	if err := p.Cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("signal %v: %v", sig, err)
+	}
+}
+
+// Wait waits for the process to exit and returns its exit code (-1 when a
+// signal ended it); it fails the test after timeout.
+func (p *Proc) Wait(timeout time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.exited:
+	case <-time.After(timeout):
+		p.t.Fatalf("herd did not exit within %s", timeout)
+	}
+	return p.Cmd.ProcessState.ExitCode()
+}
+
+// Exited is closed when the process has exited.
+func (p *Proc) Exited() <-chan struct{} { return p.exited }
+
+// WorkerPIDs returns every worker pid the primary has logged as started.
+func (p *Proc) WorkerPIDs() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []int
+	for pid := range p.pids {
+		out = append(out, pid)
+	}
+	return out
+}
+
+// Client is an HTTP client with a generous timeout for tests.
+var Client = &http.Client{Timeout: 30 * time.Second}
+
+// Do sends a request to path and returns the status, headers and body.
+func (p *Proc) Do(method, path, body string) (int, http.Header, []byte) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, p.URL+path, rd)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := Client.Do(req)
+	if err != nil {
+		p.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		p.t.Fatalf("%s %s: reading body: %v", method, path, err)
+	}
+	return resp.StatusCode, resp.Header, b
+}
+
+// Alive reports whether a process with this pid exists (and is not a zombie
+// of ours).
+func Alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// State is the field after the parenthesised command name.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package herdtest
+
+const raceEnabled = false
