@@ -1,0 +1,176 @@
+package cluster_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/herd-go/herd/cluster"
+)
+
+// The test binary doubles as the workers: the primary (a test) re-executes
+// it with HERD_WORKER_ID set, and TestMain turns it into a worker whose
+// behaviour CLUSTER_TEST_WORKER picks.
+func TestMain(m *testing.M) {
+	if cluster.IsWorker() {
+		os.Exit(runTestWorker())
+	}
+	os.Exit(m.Run())
+}
+
+func runTestWorker() int {
+	mode := os.Getenv("CLUSTER_TEST_WORKER")
+	err := cluster.Run(context.Background(), cluster.Options{}, func(ctx context.Context, w *cluster.Worker) error {
+		switch mode {
+		case "failstart":
+			return errors.New("cannot start: configuration is broken")
+		default:
+			return w.Serve(ctx, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+				var reply map[string]string
+				if r.URL.Path == "/call" {
+					if err := w.Call(r.Context(), "test.echo", map[string]string{"from": strconv.Itoa(w.ID)}, &reply); err != nil {
+						http.Error(rw, err.Error(), 500)
+						return
+					}
+				}
+				fmt.Fprintf(rw, "worker %d pid %d %v", w.ID, os.Getpid(), reply)
+			}))
+		}
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return cluster.ExitStartFailed
+	}
+	return 0
+}
+
+// logBuf collects JSON log records written concurrently.
+type logBuf struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuf) records(msg string) []map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	dec := json.NewDecoder(bytes.NewReader(l.buf.Bytes()))
+	for {
+		var r map[string]any
+		if dec.Decode(&r) != nil {
+			return out
+		}
+		if r["msg"] == msg {
+			out = append(out, r)
+		}
+	}
+}
+
+// startPrimary runs a primary in this process until the test ends.
+func startPrimary(t *testing.T, opts cluster.Options, workerMode string) (*logBuf, <-chan error) {
+	t.Helper()
+	logs := &logBuf{}
+	opts.Addr = "127.0.0.1:0"
+	opts.Args = []string{"-test.run=^$"}
+	opts.Env = append(opts.Env, "CLUSTER_TEST_WORKER="+workerMode)
+	opts.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+	opts.ShutdownTimeout = 5 * time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	errC := make(chan error, 1)
+	go func() { errC <- cluster.Run(ctx, opts, nil) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-errC:
+		case <-time.After(20 * time.Second):
+			t.Error("primary did not stop within 20s of its context ending")
+		}
+		if t.Failed() {
+			t.Logf("primary log:\n%s", logs.buf.String())
+		}
+	})
+	return logs, errC
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestWorkerThatFailsAtStartIsRestartedWithBackoff(t *testing.T) {
+	min := 50 * time.Millisecond
+	logs, _ := startPrimary(t, cluster.Options{Workers: 1, Backoff: cluster.Backoff{Min: min, Max: 400 * time.Millisecond}}, "failstart")
+	waitFor(t, 30*time.Second, "six starts", func() bool { return len(logs.records("worker started")) >= 6 })
+
+	starts := logs.records("worker started")
+	var times []time.Time
+	for _, r := range starts {
+		ts, err := time.Parse(time.RFC3339Nano, r["time"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		times = append(times, ts)
+	}
+	// Start k+1 comes at least the k-th backoff delay after start k (a
+	// slower machine only makes the gaps longer).
+	want := []time.Duration{min, 2 * min, 4 * min, 8 * min, 8 * min}
+	for i := 0; i+1 < len(times) && i < len(want); i++ {
+		if gap := times[i+1].Sub(times[i]); gap < want[i] {
+			t.Errorf("gap between start %d and %d is %v, want at least the backoff %v", i+1, i+2, gap, want[i])
+		}
+	}
+	died := logs.records("worker died")
+	if len(died) == 0 || died[0]["code"] != float64(cluster.ExitStartFailed) {
+		t.Errorf("the log does not report the exit code %d of the failed start: %v", cluster.ExitStartFailed, died)
+	}
+	if n := len(logs.records("worker keeps dying soon after start; backing off")); n < 5 {
+		t.Errorf("the log announced %d backoffs, want one per early death", n)
+	}
+}
+
+func TestWorkersServeAndReachThePrimary(t *testing.T) {
+	opts := cluster.Options{Workers: 2, Calls: func(ctx context.Context, method string, body json.RawMessage) (any, error) {
+		if method != "test.echo" {
+			return nil, fmt.Errorf("unknown %s", method)
+		}
+		var req map[string]string
+		if err := json.Unmarshal(body, &req); err != nil {
+			return nil, err
+		}
+		return map[string]string{"primary": "saw worker " + req["from"]}, nil
+	}}
+	l, _ := startPrimary(t, opts, "serve")
+	waitFor(t, 30*time.Second, "all workers ready", func() bool { return len(l.records("all workers ready")) > 0 })
+	addr := l.records("listening")[0]["addr"].(string)
+	resp, err := http.Get("http://" + addr + "/call")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Contains(body, []byte("primary:saw worker")) {
+		t.Fatalf("GET /call: %d %s, want the primary's reply relayed", resp.StatusCode, body)
+	}
+}
