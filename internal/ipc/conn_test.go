@@ -182,7 +182,6 @@ func TestGarbageFromPeerEndsServeWithError(t *testing.T) {
 	}
 }
 
-
 func BenchmarkCallRoundTrip(b *testing.B) {
 	for _, par := range []int{1, 32} {
 		b.Run(fmt.Sprintf("callers=%d", par), func(b *testing.B) {

@@ -1,0 +1,31 @@
+# herd's one test command is `make test` (the README names it, .ci/run calls it).
+GO ?= go
+
+.PHONY: test deps vet fuzz bench build lint
+
+build:
+	$(GO) build -o bin/herd ./cmd/herd
+
+deps:
+	@scripts/deps.sh test
+
+# Every test, with the race detector, plus gofmt and go vet, and a short run
+# of each fuzz target over its corpus.
+test: deps vet
+	$(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) fuzz FUZZTIME=10s
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted" >&2; exit 1; fi
+	$(GO) vet ./...
+
+lint: vet
+
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/ipc/
+
+bench:
+	@scripts/deps.sh bench
+	$(GO) test -run '^$$' -bench . -benchtime 1s ./internal/ipc/ ./store/ ./app/

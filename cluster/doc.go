@@ -1,0 +1,36 @@
+// Package cluster runs an http.Handler as a supervised herd of worker
+// processes sharing one listening socket, the way Node's cluster module,
+// gunicorn's arbiter or nginx's master process do, for Go.
+//
+// Go cannot fork, so the primary (the process you start) re-executes its own
+// binary once per worker with HERD_WORKER_ID in the environment; the same
+// main function calls Run in both, and Run tells them apart:
+//
+//	err := cluster.Run(ctx, cluster.Options{Addr: ":8080"}, func(ctx context.Context, w *cluster.Worker) error {
+//		return w.Serve(ctx, handler) // runs in each worker
+//	})
+//
+// The primary opens the socket once and every worker inherits it (fd 3,
+// named in LISTEN_FDS/LISTEN_FDNAMES), so connections queued in the kernel's
+// backlog survive the death of any worker. Each worker also inherits one end
+// of a socketpair carrying length-prefixed frames (package internal/ipc):
+// ready, heartbeats with the worker's figures, drain commands, and
+// request/reply calls from the worker to the primary (Worker.Call, answered
+// by Options.Calls).
+//
+// One supervisor loop in the primary owns the workers' state. It replaces a
+// worker that exits unexpectedly, at once if the worker had been up for
+// Backoff.StableAfter, otherwise after an exponentially growing delay, so a
+// broken build never becomes a fork storm. Workers stopped on purpose
+// (shutdown, scale down) are not replaced. SIGTERM or SIGINT (or the end of
+// Run's context) drains every worker with http.Server.Shutdown, waits up to
+// Options.ShutdownTimeout and kills what is left; a second SIGINT kills at
+// once. SIGTTIN and SIGTTOU add and remove a worker. A worker whose primary
+// dies, even by SIGKILL, sees EOF on its IPC socket and exits within about a
+// second: no orphans.
+//
+// Signal handling in workers: SIGINT, SIGHUP, SIGTTIN, SIGTTOU and SIGUSR2
+// are ignored (the primary orchestrates, and runs its workers in their own
+// process group so Ctrl-C reaches only it); SIGTERM drains that worker,
+// which the primary then replaces.
+package cluster
