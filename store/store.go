@@ -1,6 +1,3 @@
-// Package store is herd's shared state: one interface that every worker of a
-// cluster sees the same way, with an embedded backend (hosted by the primary,
-// reached over IPC, optionally persisted with bbolt) and a Redis backend.
 package store
 
 import (
@@ -16,22 +13,34 @@ var ErrNotFound = errors.New("store: key not found")
 // (Redis down, primary gone). Callers answer 503 and retry later.
 var ErrUnavailable = errors.New("store: backend unavailable")
 
+// ErrClosed is returned by every method but Close and Backend after Close.
+var ErrClosed = errors.New("store: closed")
+
 // Store is shared key/value state. Implementations are safe for concurrent
-// use. Keys are opaque strings; callers add their own prefix.
+// use. Keys are non-empty UTF-8 strings, opaque to the store; callers add
+// their own prefix. Values are arbitrary bytes.
+// Every method but Backend and Close returns an error wrapping ctx.Err() when
+// ctx is already done, and an error wrapping ErrUnavailable when the backend
+// cannot be reached; such errors never wrap ErrNotFound.
 type Store interface {
-	// Get returns the value of key, or ErrNotFound.
+	// Get returns the value of key, or ErrNotFound. The slice is the
+	// caller's own copy.
 	Get(ctx context.Context, key string) ([]byte, error)
-	// Set stores value under key. A ttl of 0 means no expiry. It returns
-	// once the write is as durable as the backend makes it.
+	// Set stores value under key, replacing any value and TTL it had. A ttl
+	// of 0 means no expiry; a negative ttl is an error. Set does not retain
+	// value. It returns once the write is as durable as the backend makes it.
 	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
 	// Delete removes key, or returns ErrNotFound if it did not exist.
 	Delete(ctx context.Context, key string) error
 	// Incr atomically adds 1 to the integer under key (0 when absent) and
-	// returns the new value.
+	// returns the new value. The value is stored as decimal text ("42"), so
+	// Get of a counter returns its digits; a value that is not a decimal
+	// int64 is an error. The key keeps its TTL, if any.
 	Incr(ctx context.Context, key string) (int64, error)
-	// Keys lists the keys that start with prefix, sorted.
+	// Keys lists the live keys that start with prefix, sorted bytewise.
 	Keys(ctx context.Context, prefix string) ([]string, error)
-	// Backend names the backend for humans: "embedded", "embedded (bbolt)", "redis".
+	// Backend names the backend for humans: "embedded (memory)",
+	// "embedded (bbolt)", "redis". It never fails.
 	Backend() string
 	// Close releases the backend's resources. It is safe to call twice.
 	Close() error

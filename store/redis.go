@@ -1,0 +1,286 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+)
+
+// Defaults of RedisOptions. They are short so that a dead Redis turns into a
+// quick 503, never a hung request.
+const (
+	// DefaultRedisTimeout bounds one operation (one round trip; for Keys,
+	// each SCAN round trip), including the wait for a connection.
+	DefaultRedisTimeout = 2 * time.Second
+	// DefaultRedisDialTimeout bounds one connection attempt.
+	DefaultRedisDialTimeout = time.Second
+	// DefaultRedisIOTimeout bounds one socket read or write.
+	DefaultRedisIOTimeout = time.Second
+)
+
+// RedisOptions tune NewRedis. The zero value is valid. A field left zero
+// takes the value the URL's query sets (go-redis's names: dial_timeout,
+// read_timeout, write_timeout, pool_size), else the default.
+type RedisOptions struct {
+	// Timeout bounds each operation. Default DefaultRedisTimeout.
+	Timeout time.Duration
+	// DialTimeout bounds one connection attempt. Default
+	// DefaultRedisDialTimeout.
+	DialTimeout time.Duration
+	// IOTimeout bounds one socket read or write. Default
+	// DefaultRedisIOTimeout.
+	IOTimeout time.Duration
+	// PoolSize is the most connections kept open. Default go-redis's,
+	// 10 per CPU.
+	PoolSize int
+}
+
+// redisStore is the Redis backend.
+type redisStore struct {
+	client  *redis.Client
+	addr    string // host:port or socket path, for errors: never the password
+	timeout time.Duration
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewRedis returns the Redis backend for rawURL
+// (redis://[user:password@]host:port[/db], rediss:// for TLS, unix://).
+// It parses the URL but does not connect: a Redis that is down at start is
+// not an error, operations return errors wrapping ErrUnavailable until it is
+// up, and the client reconnects by itself (within about a second) once it is.
+// A bad URL is an error whose text never holds the password.
+//
+// Keys are passed through as they are; the caller adds its own prefix. Get,
+// Set, Delete and Incr are one command each (GET, SET with PX, DEL, INCR);
+// Keys is SCAN MATCH with the prefix's glob characters escaped. A command
+// whose reply is lost is not retried (a retried INCR could count twice): it
+// fails with ErrUnavailable. Each operation gives up after opts.Timeout.
+// Safe for concurrent use. Backend reports "redis".
+func NewRedis(rawURL string, opts RedisOptions) (Store, error) {
+	if rawURL == "" {
+		return nil, errors.New("store: redis url is empty")
+	}
+	ro, err := redis.ParseURL(rawURL)
+	if err != nil {
+		return nil, invalidURLError(rawURL, err)
+	}
+	pick := func(opt, fromURL, def time.Duration) time.Duration {
+		switch {
+		case opt > 0:
+			return opt
+		case fromURL != 0:
+			return fromURL
+		default:
+			return def
+		}
+	}
+	ro.DialTimeout = pick(opts.DialTimeout, ro.DialTimeout, DefaultRedisDialTimeout)
+	ro.ReadTimeout = pick(opts.IOTimeout, ro.ReadTimeout, DefaultRedisIOTimeout)
+	ro.WriteTimeout = pick(opts.IOTimeout, ro.WriteTimeout, DefaultRedisIOTimeout)
+	if opts.PoolSize > 0 {
+		ro.PoolSize = opts.PoolSize
+	}
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = DefaultRedisTimeout
+	}
+	if ro.PoolTimeout == 0 {
+		ro.PoolTimeout = timeout
+	}
+	ro.MaxRetries = -1   // a retried INCR whose reply was lost would count twice
+	ro.DialerRetries = 1 // one attempt per call; the pool re-probes every second
+	ro.ContextTimeoutEnabled = true
+	ro.DisableIdentity = true // no CLIENT SETINFO round trip per connection
+	ro.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	return &redisStore{client: redis.NewClient(ro), addr: ro.Addr, timeout: timeout}, nil
+}
+
+// invalidURLError describes a URL go-redis rejected without quoting a
+// password: url.Parse's errors quote the whole URL, so a URL that may hold
+// credentials gets no details.
+func invalidURLError(rawURL string, err error) error {
+	var ue *url.Error
+	if strings.Contains(rawURL, "@") || errors.As(err, &ue) {
+		return fmt.Errorf("store: invalid redis url %s: want redis://[user:password@]host:port[/db]", RedactURL(rawURL))
+	}
+	return fmt.Errorf("store: invalid redis url %s: %v", RedactURL(rawURL), err)
+}
+
+// RedactURL returns rawURL with its password replaced by "xxxxx", for logs
+// and error messages. When rawURL does not parse as a URL, everything that
+// could be credentials (up to the last "@") is replaced.
+func RedactURL(rawURL string) string {
+	if !strings.Contains(rawURL, "@") {
+		return rawURL // no userinfo, so no password
+	}
+	u, err := url.Parse(rawURL)
+	if err == nil && u.Opaque == "" && !strings.Contains(u.Host+u.Path+u.RawPath+u.RawQuery+u.Fragment, "@") {
+		return u.Redacted()
+	}
+	at := strings.LastIndex(rawURL, "@")
+	start := 0
+	if i := strings.Index(rawURL, "://"); i >= 0 && i < at {
+		start = i + len("://")
+	}
+	return rawURL[:start] + "xxxxx" + rawURL[at:]
+}
+
+func (r *redisStore) Backend() string { return "redis" }
+
+// op returns the context for one round trip.
+func (r *redisStore) op(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, r.timeout)
+}
+
+// unavailablePrefixes are Redis error replies meaning "not now" or "not
+// configured right": the app answers 503 for them.
+var unavailablePrefixes = []string{
+	"LOADING", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "READONLY",
+	"NOAUTH", "WRONGPASS", "NOPERM", "OOM", "MISCONF", "NOREPLICAS",
+}
+
+// wrap turns a go-redis error into the store's vocabulary. ctx is the
+// caller's context, not the per-operation one.
+func (r *redisStore) wrap(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, redis.Nil) {
+		return ErrNotFound
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("store: redis: %w", cerr)
+	}
+	if errors.Is(err, redis.ErrClosed) {
+		return ErrClosed
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		msg := rerr.Error()
+		if strings.Contains(msg, "not an integer") {
+			return fmt.Errorf("%w: redis: %s", ErrNotInteger, msg)
+		}
+		for _, p := range unavailablePrefixes {
+			if strings.HasPrefix(msg, p) {
+				return fmt.Errorf("%w: redis %s: %s", ErrUnavailable, r.addr, msg)
+			}
+		}
+		return fmt.Errorf("store: redis %s: %s", r.addr, msg)
+	}
+	// Network errors, timeouts, pool exhaustion: Redis cannot be reached.
+	return fmt.Errorf("%w: redis %s: %w", ErrUnavailable, r.addr, err)
+}
+
+func (r *redisStore) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := checkCall(ctx, key); err != nil {
+		return nil, err
+	}
+	octx, cancel := r.op(ctx)
+	defer cancel()
+	v, err := r.client.Get(octx, key).Bytes()
+	if err != nil {
+		return nil, r.wrap(ctx, err)
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	return v, nil
+}
+
+func (r *redisStore) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if err := checkCall(ctx, key); err != nil {
+		return err
+	}
+	if err := checkTTL(ttl); err != nil {
+		return err
+	}
+	if ttl > 0 && ttl < time.Millisecond {
+		ttl = time.Millisecond // PX's unit; go-redis would round it down
+	}
+	octx, cancel := r.op(ctx)
+	defer cancel()
+	return r.wrap(ctx, r.client.Set(octx, key, value, ttl).Err())
+}
+
+func (r *redisStore) Delete(ctx context.Context, key string) error {
+	if err := checkCall(ctx, key); err != nil {
+		return err
+	}
+	octx, cancel := r.op(ctx)
+	defer cancel()
+	n, err := r.client.Del(octx, key).Result()
+	if err != nil {
+		return r.wrap(ctx, err)
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+func (r *redisStore) Incr(ctx context.Context, key string) (int64, error) {
+	if err := checkCall(ctx, key); err != nil {
+		return 0, err
+	}
+	octx, cancel := r.op(ctx)
+	defer cancel()
+	n, err := r.client.Incr(octx, key).Result()
+	if err != nil {
+		return 0, r.wrap(ctx, err)
+	}
+	return n, nil
+}
+
+// globEscaper escapes the characters SCAN's MATCH treats as pattern syntax.
+var globEscaper = strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`, `]`, `\]`)
+
+// scanCount is SCAN's COUNT hint: keys examined per round trip.
+const scanCount = 1000
+
+func (r *redisStore) Keys(ctx context.Context, prefix string) ([]string, error) {
+	if err := checkCtx(ctx); err != nil {
+		return nil, err
+	}
+	match := globEscaper.Replace(prefix) + "*"
+	seen := make(map[string]struct{})
+	var cursor uint64
+	for {
+		octx, cancel := r.op(ctx)
+		batch, next, err := r.client.Scan(octx, cursor, match, scanCount).Result()
+		cancel()
+		if err != nil {
+			return nil, r.wrap(ctx, err)
+		}
+		for _, k := range batch {
+			if strings.HasPrefix(k, prefix) { // belt and braces over MATCH
+				seen[k] = struct{}{} // SCAN may return a key twice
+			}
+		}
+		if next == 0 {
+			break
+		}
+		cursor = next
+	}
+	keys := make([]string, 0, len(seen))
+	for k := range seen {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
+
+// Close closes the client's connections. It is safe to call twice.
+func (r *redisStore) Close() error {
+	r.closeOnce.Do(func() { r.closeErr = r.client.Close() })
+	return r.closeErr
+}

@@ -1,0 +1,347 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// The IPC methods Serve answers and the remote store calls.
+const (
+	MethodGet     = "store.get"
+	MethodSet     = "store.set"
+	MethodDelete  = "store.delete"
+	MethodIncr    = "store.incr"
+	MethodKeys    = "store.keys"
+	MethodBackend = "store.backend"
+)
+
+// ErrUnknownMethod is wrapped by the error Serve's handler returns for a
+// method it does not answer.
+var ErrUnknownMethod = errors.New("store: unknown method")
+
+// Requests and replies on the wire. Values are []byte, which encoding/json
+// writes as base64. A store error travels inside the reply (wireError), so
+// that ErrNotFound, ErrNotInteger and ErrUnavailable survive the trip; the
+// handler's error return is kept for requests it cannot read.
+type (
+	keyRequest struct {
+		Key string `json:"key"`
+	}
+	setRequest struct {
+		Key   string `json:"key"`
+		Value []byte `json:"value,omitempty"`
+		TTLNs int64  `json:"ttlNs,omitempty"`
+	}
+	keysRequest struct {
+		Prefix string `json:"prefix"`
+	}
+
+	wireError struct {
+		Code  string `json:"code,omitempty"`  // one of the code* constants; empty: no error
+		Error string `json:"error,omitempty"` // the primary's error text
+	}
+	getReply struct {
+		wireError
+		Found bool   `json:"found"`
+		Value []byte `json:"value,omitempty"`
+	}
+	setReply struct {
+		wireError
+	}
+	deleteReply struct {
+		wireError
+		Found bool `json:"found"`
+	}
+	incrReply struct {
+		wireError
+		Value int64 `json:"value"`
+	}
+	keysReply struct {
+		wireError
+		Keys []string `json:"keys"`
+	}
+	backendReply struct {
+		Backend string `json:"backend"`
+	}
+)
+
+const (
+	codeFailed      = "failed"      // any other error
+	codeUnavailable = "unavailable" // ErrUnavailable, or the primary is stopping
+	codeClosed      = "closed"      // ErrClosed
+	codeNotInteger  = "not_integer" // ErrNotInteger
+	codeInvalid     = "invalid"     // a bad key or ttl
+)
+
+func toWire(err error) wireError {
+	if err == nil {
+		return wireError{}
+	}
+	code := codeFailed
+	switch {
+	case errors.Is(err, ErrUnavailable), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		code = codeUnavailable
+	case errors.Is(err, ErrClosed):
+		code = codeClosed
+	case errors.Is(err, ErrNotInteger):
+		code = codeNotInteger
+	case errors.Is(err, errEmptyKey), errors.Is(err, errNegativeTTL):
+		code = codeInvalid
+	}
+	return wireError{Code: code, Error: err.Error()}
+}
+
+// err turns a reply's error back into one that wraps the right sentinel.
+func (w wireError) err() error {
+	switch w.Code {
+	case "":
+		return nil
+	case codeUnavailable:
+		return fmt.Errorf("%w: primary: %s", ErrUnavailable, w.Error)
+	case codeClosed:
+		// The primary's store is closed: it is stopping. For this worker,
+		// the backend is unavailable, not closed.
+		return fmt.Errorf("%w: primary: %s", ErrUnavailable, w.Error)
+	case codeNotInteger:
+		return fmt.Errorf("%w: primary: %s", ErrNotInteger, w.Error)
+	default:
+		return fmt.Errorf("store: primary: %s", w.Error)
+	}
+}
+
+// Serve returns the primary's handler for the store's IPC methods, which
+// answers them from s. The cluster runtime calls it with a request's method
+// and raw JSON body and sends back the JSON encoding of the value it returns,
+// or the text of the error. It is safe for concurrent use and blocks as long
+// as the store call does. The methods, their requests and replies:
+//
+//	store.get     {"key":k}                      → {"found":true,"value":b64} or {"found":false}
+//	store.set     {"key":k,"value":b64,"ttlNs":n} → {}
+//	store.delete  {"key":k}                      → {"found":bool}
+//	store.incr    {"key":k}                      → {"value":n}
+//	store.keys    {"prefix":p}                   → {"keys":[...]}
+//	store.backend {}                             → {"backend":name}
+//
+// A failed store call is answered in the reply, as {"code":c,"error":text}
+// beside the fields above, with c one of "unavailable", "closed",
+// "not_integer", "invalid", "failed"; "not found" is found:false. The
+// handler returns an error only for a request it cannot read, and for any
+// other method an error wrapping ErrUnknownMethod.
+func Serve(s Store) func(ctx context.Context, method string, body json.RawMessage) (any, error) {
+	return func(ctx context.Context, method string, body json.RawMessage) (any, error) {
+		switch method {
+		case MethodGet:
+			var req keyRequest
+			if err := decodeRequest(method, body, &req); err != nil {
+				return nil, err
+			}
+			v, err := s.Get(ctx, req.Key)
+			if errors.Is(err, ErrNotFound) {
+				return getReply{}, nil
+			}
+			return getReply{wireError: toWire(err), Found: err == nil, Value: v}, nil
+		case MethodSet:
+			var req setRequest
+			if err := decodeRequest(method, body, &req); err != nil {
+				return nil, err
+			}
+			err := s.Set(ctx, req.Key, req.Value, time.Duration(req.TTLNs))
+			return setReply{wireError: toWire(err)}, nil
+		case MethodDelete:
+			var req keyRequest
+			if err := decodeRequest(method, body, &req); err != nil {
+				return nil, err
+			}
+			err := s.Delete(ctx, req.Key)
+			if errors.Is(err, ErrNotFound) {
+				return deleteReply{}, nil
+			}
+			return deleteReply{wireError: toWire(err), Found: err == nil}, nil
+		case MethodIncr:
+			var req keyRequest
+			if err := decodeRequest(method, body, &req); err != nil {
+				return nil, err
+			}
+			n, err := s.Incr(ctx, req.Key)
+			return incrReply{wireError: toWire(err), Value: n}, nil
+		case MethodKeys:
+			var req keysRequest
+			if err := decodeRequest(method, body, &req); err != nil {
+				return nil, err
+			}
+			keys, err := s.Keys(ctx, req.Prefix)
+			if keys == nil {
+				keys = []string{}
+			}
+			return keysReply{wireError: toWire(err), Keys: keys}, nil
+		case MethodBackend:
+			return backendReply{Backend: s.Backend()}, nil
+		default:
+			return nil, fmt.Errorf("%w %q", ErrUnknownMethod, method)
+		}
+	}
+}
+
+func decodeRequest(method string, body json.RawMessage, v any) error {
+	if len(body) == 0 {
+		return fmt.Errorf("store: %s: empty request", method)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("store: %s: bad request: %w", method, err)
+	}
+	return nil
+}
+
+// remoteBackendTimeout bounds Backend's one question to the primary.
+const remoteBackendTimeout = 2 * time.Second
+
+// remote is a worker's view of the primary's store.
+type remote struct {
+	c Caller
+
+	mu      sync.Mutex
+	backend string // the primary's answer, once it gave one
+	closed  bool
+}
+
+// NewRemote returns the worker's side of the embedded store: every call is a
+// request to the primary through c (see Serve for the protocol), so every
+// worker sees the same data, and it blocks for that round trip. When c fails
+// (the primary is unreachable, or did not answer a request it should) the
+// error wraps ErrUnavailable, and the caller's own context errors wrap
+// ctx.Err(). Backend asks the primary for its backend's name the first time
+// it is called, waiting up to 2 s, and remembers the answer; until the
+// primary answers it reports "embedded". Close only stops this value from
+// being used; it does not close c, which the cluster runtime owns.
+func NewRemote(c Caller) Store {
+	return &remote{c: c}
+}
+
+func (r *remote) call(ctx context.Context, method string, req, resp any) error {
+	if err := checkCtx(ctx); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if err := r.c.Call(ctx, method, req, resp); err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return fmt.Errorf("store: %s: %w", method, cerr)
+		}
+		return fmt.Errorf("%w: primary: %s: %w", ErrUnavailable, method, err)
+	}
+	return nil
+}
+
+func (r *remote) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := checkCall(ctx, key); err != nil {
+		return nil, err
+	}
+	var resp getReply
+	if err := r.call(ctx, MethodGet, keyRequest{Key: key}, &resp); err != nil {
+		return nil, err
+	}
+	if err := resp.err(); err != nil {
+		return nil, err
+	}
+	if !resp.Found {
+		return nil, ErrNotFound
+	}
+	if resp.Value == nil {
+		resp.Value = []byte{}
+	}
+	return resp.Value, nil
+}
+
+func (r *remote) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if err := checkCall(ctx, key); err != nil {
+		return err
+	}
+	if err := checkTTL(ttl); err != nil {
+		return err
+	}
+	var resp setReply
+	if err := r.call(ctx, MethodSet, setRequest{Key: key, Value: value, TTLNs: int64(ttl)}, &resp); err != nil {
+		return err
+	}
+	return resp.err()
+}
+
+func (r *remote) Delete(ctx context.Context, key string) error {
+	if err := checkCall(ctx, key); err != nil {
+		return err
+	}
+	var resp deleteReply
+	if err := r.call(ctx, MethodDelete, keyRequest{Key: key}, &resp); err != nil {
+		return err
+	}
+	if err := resp.err(); err != nil {
+		return err
+	}
+	if !resp.Found {
+		return ErrNotFound
+	}
+	return nil
+}
+
+func (r *remote) Incr(ctx context.Context, key string) (int64, error) {
+	if err := checkCall(ctx, key); err != nil {
+		return 0, err
+	}
+	var resp incrReply
+	if err := r.call(ctx, MethodIncr, keyRequest{Key: key}, &resp); err != nil {
+		return 0, err
+	}
+	if err := resp.err(); err != nil {
+		return 0, err
+	}
+	return resp.Value, nil
+}
+
+func (r *remote) Keys(ctx context.Context, prefix string) ([]string, error) {
+	var resp keysReply
+	if err := r.call(ctx, MethodKeys, keysRequest{Prefix: prefix}, &resp); err != nil {
+		return nil, err
+	}
+	if err := resp.err(); err != nil {
+		return nil, err
+	}
+	if resp.Keys == nil {
+		resp.Keys = []string{}
+	}
+	return resp.Keys, nil
+}
+
+func (r *remote) Backend() string {
+	r.mu.Lock()
+	name := r.backend
+	r.mu.Unlock()
+	if name != "" {
+		return name
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), remoteBackendTimeout)
+	defer cancel()
+	var resp backendReply
+	if err := r.c.Call(ctx, MethodBackend, struct{}{}, &resp); err != nil || resp.Backend == "" {
+		return "embedded"
+	}
+	r.mu.Lock()
+	r.backend = resp.Backend
+	r.mu.Unlock()
+	return resp.Backend
+}
+
+// Close makes later calls return ErrClosed. It does not close the Caller.
+func (r *remote) Close() error {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	return nil
+}

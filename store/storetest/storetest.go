@@ -1,0 +1,471 @@
+// Package storetest is the conformance suite every store.Store backend
+// passes: the same behaviour whether the data lives in the primary's memory,
+// in a bbolt file, behind the worker's IPC channel or in Redis.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/herd-go/herd/store"
+)
+
+// Run runs the conformance suite. Subtests run in parallel and call
+// newStore once each; it may return a new store or the same shared one,
+// since every subtest keeps to keys under its own prefix. newStore owns what
+// it returns: it closes it with t.Cleanup if it needs closing.
+func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store, p string)
+	}{
+		{"GetSetOverwrite", testGetSetOverwrite},
+		{"Delete", testDelete},
+		{"EmptyKeyRejected", testEmptyKey},
+		{"EmptyValue", testEmptyValue},
+		{"BinaryValue", testBinaryValue},
+		{"LargeValue", testLargeValue},
+		{"UnicodeKey", testUnicodeKey},
+		{"TTLExpiry", testTTLExpiry},
+		{"NegativeTTL", testNegativeTTL},
+		{"IncrFromAbsent", testIncrFromAbsent},
+		{"IncrNotInteger", testIncrNotInteger},
+		{"IncrConcurrent", testIncrConcurrent},
+		{"SetGetConcurrent", testSetGetConcurrent},
+		{"KeysByPrefix", testKeysByPrefix},
+		{"KeysGlobCharacters", testKeysGlob},
+		{"ContextCanceled", testContextCanceled},
+		{"Backend", testBackend},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newStore(t)
+			tc.fn(t, s, "st:"+t.Name()+":")
+		})
+	}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func mustSet(t *testing.T, s store.Store, key string, value []byte, ttl time.Duration) {
+	t.Helper()
+	if err := s.Set(ctx(t), key, value, ttl); err != nil {
+		t.Fatalf("Set(%q, %d bytes, ttl %v): %v", key, len(value), ttl, err)
+	}
+}
+
+func mustGet(t *testing.T, s store.Store, key string, want []byte) {
+	t.Helper()
+	got, err := s.Get(ctx(t), key)
+	if err != nil {
+		t.Fatalf("Get(%q): %v, want %d bytes", key, err, len(want))
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("Get(%q) = %q, want %q", key, clip(got), clip(want))
+	}
+}
+
+func mustNotFound(t *testing.T, s store.Store, key string) {
+	t.Helper()
+	got, err := s.Get(ctx(t), key)
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Get(%q) = %q, %v; want ErrNotFound", key, clip(got), err)
+	}
+}
+
+func clip(b []byte) []byte {
+	if len(b) > 64 {
+		return append(b[:64:64], "..."...)
+	}
+	return b
+}
+
+// waitFor polls cond until it returns true or the deadline passes.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func testGetSetOverwrite(t *testing.T, s store.Store, p string) {
+	k := p + "k"
+	mustNotFound(t, s, k)
+	v1 := []byte("first")
+	mustSet(t, s, k, v1, 0)
+	v1[0] = 'X' // Set must not retain the caller's slice
+	mustGet(t, s, k, []byte("first"))
+	mustSet(t, s, k, []byte("second, longer value"), 0)
+	mustGet(t, s, k, []byte("second, longer value"))
+	mustSet(t, s, k, []byte("3"), 0)
+	got, err := s.Get(ctx(t), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got[0] = 'Z' // Get must return the caller's own copy
+	mustGet(t, s, k, []byte("3"))
+	mustNotFound(t, s, p+"other")
+}
+
+func testDelete(t *testing.T, s store.Store, p string) {
+	k := p + "k"
+	if err := s.Delete(ctx(t), k); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Delete(absent) = %v, want ErrNotFound", err)
+	}
+	mustSet(t, s, k, []byte("v"), 0)
+	mustSet(t, s, p+"keep", []byte("v"), 0)
+	if err := s.Delete(ctx(t), k); err != nil {
+		t.Fatalf("Delete(present) = %v, want nil", err)
+	}
+	mustNotFound(t, s, k)
+	if err := s.Delete(ctx(t), k); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("second Delete = %v, want ErrNotFound", err)
+	}
+	mustGet(t, s, p+"keep", []byte("v"))
+}
+
+func testEmptyKey(t *testing.T, s store.Store, _ string) {
+	if err := s.Set(ctx(t), "", []byte("v"), 0); err == nil {
+		t.Fatal(`Set("") = nil, want an error`)
+	}
+	if _, err := s.Get(ctx(t), ""); err == nil || errors.Is(err, store.ErrNotFound) {
+		t.Fatalf(`Get("") = %v, want an error other than ErrNotFound`, err)
+	}
+}
+
+func testEmptyValue(t *testing.T, s store.Store, p string) {
+	k := p + "k"
+	mustSet(t, s, k, nil, 0)
+	mustGet(t, s, k, []byte{})
+	got, _ := s.Get(ctx(t), k)
+	if got == nil {
+		t.Fatal("Get of an empty value = nil slice, want empty non-nil")
+	}
+}
+
+func testBinaryValue(t *testing.T, s store.Store, p string) {
+	v := make([]byte, 0, 512)
+	for i := range 256 {
+		v = append(v, byte(i))
+	}
+	v = append(v, 0xff, 0xfe, 0x00, 0x00, '\r', '\n', 0xc3, 0x28) // invalid UTF-8 too
+	mustSet(t, s, p+"bin", v, 0)
+	mustGet(t, s, p+"bin", v)
+}
+
+func testLargeValue(t *testing.T, s store.Store, p string) {
+	v := make([]byte, 64<<10)
+	if _, err := rand.Read(v); err != nil {
+		t.Fatal(err)
+	}
+	mustSet(t, s, p+"big", v, 0)
+	mustGet(t, s, p+"big", v)
+	v2 := bytes.Repeat([]byte{'a'}, 64<<10+1)
+	mustSet(t, s, p+"big", v2, 0)
+	mustGet(t, s, p+"big", v2)
+}
+
+func testUnicodeKey(t *testing.T, s store.Store, p string) {
+	k := p + "ключ-🔑-键 with spaces\tand\nnewline"
+	mustSet(t, s, k, []byte("v"), 0)
+	mustGet(t, s, k, []byte("v"))
+	keys, err := s.Keys(ctx(t), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(keys, []string{k}) {
+		t.Fatalf("Keys(%q) = %q, want %q", p, keys, []string{k})
+	}
+}
+
+func testTTLExpiry(t *testing.T, s store.Store, p string) {
+	const short = 150 * time.Millisecond
+	mustSet(t, s, p+"long", []byte("L"), time.Hour)
+	mustSet(t, s, p+"short", []byte("S"), short)
+	mustSet(t, s, p+"cleared", []byte("C1"), short)
+	mustSet(t, s, p+"cleared", []byte("C2"), 0) // Set replaces the TTL too
+	mustSet(t, s, p+"counter", []byte("5"), 2*time.Second)
+	if n, err := s.Incr(ctx(t), p+"counter"); err != nil || n != 6 {
+		t.Fatalf("Incr of a key with a TTL = %d, %v; want 6", n, err)
+	}
+	mustGet(t, s, p+"long", []byte("L"))
+
+	waitFor(t, 10*time.Second, "key with a 150ms TTL still readable", func() bool {
+		_, err := s.Get(ctx(t), p+"short")
+		return errors.Is(err, store.ErrNotFound)
+	})
+	keys, err := s.Keys(ctx(t), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The counter's own TTL may have run out too on a very slow machine.
+	keys = slices.DeleteFunc(keys, func(k string) bool { return k == p+"counter" })
+	if want := []string{p + "cleared", p + "long"}; !slices.Equal(keys, want) {
+		t.Fatalf("Keys after expiry = %q, want %q (and maybe the counter)", keys, want)
+	}
+	mustGet(t, s, p+"cleared", []byte("C2"))
+	if err := s.Delete(ctx(t), p+"short"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Delete(expired) = %v, want ErrNotFound", err)
+	}
+	// Incr kept the counter's TTL: it expires too, and counts afresh.
+	waitFor(t, 15*time.Second, "counter with a 2s TTL never expired after Incr", func() bool {
+		_, err := s.Get(ctx(t), p+"counter")
+		return errors.Is(err, store.ErrNotFound)
+	})
+	if n, err := s.Incr(ctx(t), p+"counter"); err != nil || n != 1 {
+		t.Fatalf("Incr of an expired key = %d, %v; want 1", n, err)
+	}
+	mustGet(t, s, p+"long", []byte("L"))
+	// Setting an expired key afresh works and has no TTL left over.
+	mustSet(t, s, p+"short", []byte("S2"), 0)
+	mustGet(t, s, p+"short", []byte("S2"))
+}
+
+func testNegativeTTL(t *testing.T, s store.Store, p string) {
+	if err := s.Set(ctx(t), p+"k", []byte("v"), -time.Second); err == nil {
+		t.Fatal("Set with a negative TTL = nil, want an error")
+	}
+	mustNotFound(t, s, p+"k")
+}
+
+func testIncrFromAbsent(t *testing.T, s store.Store, p string) {
+	k := p + "n"
+	for want := int64(1); want <= 3; want++ {
+		got, err := s.Incr(ctx(t), k)
+		if err != nil || got != want {
+			t.Fatalf("Incr #%d = %d, %v; want %d", want, got, err, want)
+		}
+	}
+	mustGet(t, s, k, []byte("3"))
+	mustSet(t, s, k, []byte("41"), 0)
+	if got, err := s.Incr(ctx(t), k); err != nil || got != 42 {
+		t.Fatalf("Incr after Set 41 = %d, %v; want 42", got, err)
+	}
+	mustSet(t, s, k, []byte("-7"), 0)
+	if got, err := s.Incr(ctx(t), k); err != nil || got != -6 {
+		t.Fatalf("Incr after Set -7 = %d, %v; want -6", got, err)
+	}
+}
+
+func testIncrNotInteger(t *testing.T, s store.Store, p string) {
+	for _, v := range []string{"abc", "1.5", "", " 1", "99999999999999999999"} {
+		k := p + "k"
+		mustSet(t, s, k, []byte(v), 0)
+		n, err := s.Incr(ctx(t), k)
+		if !errors.Is(err, store.ErrNotInteger) {
+			t.Fatalf("Incr of %q = %d, %v; want ErrNotInteger", v, n, err)
+		}
+		if errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("Incr of %q: %v also wraps ErrUnavailable or ErrNotFound", v, err)
+		}
+		mustGet(t, s, k, []byte(v)) // unchanged
+	}
+}
+
+func testIncrConcurrent(t *testing.T, s store.Store, p string) {
+	const goroutines, each = 50, 20
+	k := p + "counter"
+	var (
+		mu   sync.Mutex
+		got  []int64
+		wg   sync.WaitGroup
+		errs = make(chan error, goroutines)
+	)
+	for range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				n, err := s.Incr(ctx(t), k)
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				got = append(got, n)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("concurrent Incr: %v", err)
+	}
+	slices.Sort(got)
+	for i, n := range got {
+		if n != int64(i+1) {
+			t.Fatalf("concurrent Incr values, sorted: position %d holds %d, want %d (duplicate or gap)", i, n, i+1)
+		}
+	}
+	if len(got) != goroutines*each {
+		t.Fatalf("got %d values, want %d", len(got), goroutines*each)
+	}
+	mustGet(t, s, k, []byte(strconv.Itoa(goroutines*each)))
+}
+
+func testSetGetConcurrent(t *testing.T, s store.Store, p string) {
+	const goroutines, each = 32, 20
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines)
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k := fmt.Sprintf("%sg%02d", p, g)
+			for i := range each {
+				v := fmt.Appendf(nil, "%d/%d", g, i)
+				if err := s.Set(ctx(t), k, v, 0); err != nil {
+					errs <- err
+					return
+				}
+				got, err := s.Get(ctx(t), k)
+				if err != nil || !bytes.Equal(got, v) {
+					errs <- fmt.Errorf("Get(%q) = %q, %v after Set %q", k, got, err, v)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	keys, err := s.Keys(ctx(t), p)
+	if err != nil || len(keys) != goroutines {
+		t.Fatalf("Keys = %d keys, %v; want %d", len(keys), err, goroutines)
+	}
+}
+
+func testKeysByPrefix(t *testing.T, s store.Store, p string) {
+	// Inserted out of order; Keys sorts.
+	for _, k := range []string{"user:2", "user:10", "user:1", "users", "use", "other:1", "user:1:x"} {
+		mustSet(t, s, p+k, []byte("v"), 0)
+	}
+	check := func(prefix string, want ...string) {
+		t.Helper()
+		got, err := s.Keys(ctx(t), p+prefix)
+		if err != nil {
+			t.Fatalf("Keys(%q): %v", prefix, err)
+		}
+		for i := range want {
+			want[i] = p + want[i]
+		}
+		if want == nil {
+			want = []string{}
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("Keys(%q) = %q, want %q", p+prefix, got, want)
+		}
+	}
+	// Bytewise order: '0' < ':'.
+	check("user:", "user:1", "user:10", "user:1:x", "user:2")
+	check("user", "user:1", "user:10", "user:1:x", "user:2", "users")
+	check("use", "use", "user:1", "user:10", "user:1:x", "user:2", "users")
+	check("user:1", "user:1", "user:10", "user:1:x")
+	check("nothing")
+	check("", "other:1", "use", "user:1", "user:10", "user:1:x", "user:2", "users")
+	if err := s.Delete(ctx(t), p+"user:10"); err != nil {
+		t.Fatal(err)
+	}
+	check("user:1", "user:1", "user:1:x")
+}
+
+// testKeysGlob checks that glob characters in a prefix are literal: Redis's
+// SCAN MATCH treats them as a pattern unless escaped.
+func testKeysGlob(t *testing.T, s store.Store, p string) {
+	for _, k := range []string{
+		"a*1", "aZ1", "a*b",
+		"q?1", "qZ1",
+		"r[ab]1", "ra1", "rb1",
+		`s\1`, "s1",
+		"t^!-]1",
+	} {
+		mustSet(t, s, p+k, []byte("v"), 0)
+	}
+	for _, c := range []struct {
+		prefix string
+		want   []string
+	}{
+		{"a*", []string{"a*1", "a*b"}},
+		{"q?", []string{"q?1"}},
+		{"r[ab]", []string{"r[ab]1"}},
+		{"r[", []string{"r[ab]1"}},
+		{`s\`, []string{`s\1`}},
+		{"t^!-]", []string{"t^!-]1"}},
+		{"*", []string{}},
+		{"?", []string{}},
+	} {
+		got, err := s.Keys(ctx(t), p+c.prefix)
+		if err != nil {
+			t.Fatalf("Keys(%q): %v", c.prefix, err)
+		}
+		want := make([]string, len(c.want))
+		for i, k := range c.want {
+			want[i] = p + k
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("Keys(%q) = %q, want %q", p+c.prefix, got, want)
+		}
+	}
+}
+
+func testContextCanceled(t *testing.T, s store.Store, p string) {
+	mustSet(t, s, p+"k", []byte("v"), 0)
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	expired, cancel2 := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel2()
+	for _, c := range []struct {
+		ctx  context.Context
+		want error
+	}{{canceled, context.Canceled}, {expired, context.DeadlineExceeded}} {
+		check := func(op string, err error) {
+			t.Helper()
+			if !errors.Is(err, c.want) {
+				t.Errorf("%s with a done context = %v, want %v", op, err, c.want)
+			}
+			if errors.Is(err, store.ErrNotFound) {
+				t.Errorf("%s with a done context wraps ErrNotFound: %v", op, err)
+			}
+		}
+		_, err := s.Get(c.ctx, p+"k")
+		check("Get", err)
+		check("Set", s.Set(c.ctx, p+"k2", []byte("v"), 0))
+		check("Delete", s.Delete(c.ctx, p+"k"))
+		_, err = s.Incr(c.ctx, p+"n")
+		check("Incr", err)
+		_, err = s.Keys(c.ctx, p)
+		check("Keys", err)
+	}
+	// Nothing happened.
+	mustGet(t, s, p+"k", []byte("v"))
+	mustNotFound(t, s, p+"k2")
+	mustNotFound(t, s, p+"n")
+}
+
+func testBackend(t *testing.T, s store.Store, _ string) {
+	switch b := s.Backend(); b {
+	case "embedded (memory)", "embedded (bbolt)", "redis":
+	default:
+		t.Fatalf("Backend() = %q, want one of the documented names", b)
+	}
+}
