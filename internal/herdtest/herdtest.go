@@ -101,7 +101,8 @@ type Proc struct {
 	mu      sync.Mutex
 	out     bytes.Buffer // everything on stderr and stdout
 	records []Record
-	pids    map[int]bool // every worker pid ever logged, for cleanup
+	pids    map[int]bool // every worker and primary pid ever logged, for cleanup
+	workers map[int]bool // every worker pid ever logged
 	exited  chan struct{}
 	waitErr error
 }
@@ -130,16 +131,21 @@ func Start(t testing.TB, opts Options, args ...string) *Proc {
 		cmd.Dir = t.TempDir()
 	}
 	cmd.Env = append(cleanEnv(), opts.Env...)
-	p := &Proc{t: t, Cmd: cmd, pids: map[int]bool{}, exited: make(chan struct{})}
-	r, w := io.Pipe()
+	p := &Proc{t: t, Cmd: cmd, pids: map[int]bool{}, workers: map[int]bool{}, exited: make(chan struct{})}
+	// An *os.File pipe, so that Wait returns when this process exits even
+	// if a process it started (an upgraded primary) still holds the pipe.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting herd: %v", err)
 	}
+	w.Close()
 	go p.read(r)
 	go func() {
 		err := cmd.Wait()
-		w.Close()
 		p.mu.Lock()
 		p.waitErr = err
 		p.mu.Unlock()
@@ -166,7 +172,8 @@ func cleanEnv() []string {
 	return env
 }
 
-func (p *Proc) read(r io.Reader) {
+func (p *Proc) read(r io.ReadCloser) {
+	defer r.Close()
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -177,8 +184,11 @@ func (p *Proc) read(r io.Reader) {
 		var rec Record
 		if json.Unmarshal(line, &rec) == nil {
 			p.records = append(p.records, rec)
-			if pid := rec.Int("pid"); pid > 0 && rec.Msg() == "worker started" {
+			if pid := rec.Int("pid"); pid > 0 && (rec.Msg() == "worker started" || rec.Msg() == "primary running") {
 				p.pids[pid] = true
+				if rec.Msg() == "worker started" {
+					p.workers[pid] = true
+				}
 			}
 			if a := rec.Str("addr"); a != "" && rec.Msg() == "listening" && p.Addr == "" {
 				p.Addr, p.URL = a, "http://"+a
@@ -188,7 +198,8 @@ func (p *Proc) read(r io.Reader) {
 	}
 }
 
-// kill ends the primary and every worker it ever logged, by pid.
+// kill ends the primary and every process it logged as started (workers,
+// and primaries it upgraded to), by pid.
 func (p *Proc) kill() {
 	if p.Cmd.Process != nil {
 		_ = p.Cmd.Process.Signal(syscall.SIGKILL)
@@ -330,7 +341,7 @@ func (p *Proc) WorkerPIDs() []int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []int
-	for pid := range p.pids {
+	for pid := range p.workers {
 		out = append(out, pid)
 	}
 	return out
