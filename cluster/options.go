@@ -83,6 +83,38 @@ type Options struct {
 
 	// Env lists extra "KEY=value" entries for workers' environments.
 	Env []string
+
+	// Recycle replaces workers, replacement first, once they have served
+	// enough requests or grown too large. Zero: never.
+	Recycle Recycle
+
+	// PIDFile, if set, holds the live primary's pid: written once the
+	// primary listens, rewritten by a new primary after an upgrade, and
+	// removed on exit by the primary whose pid it holds.
+	PIDFile string
+
+	// ControlSocket, if set, is the path of a Unix socket (mode 0600) on
+	// which the primary takes commands: status, reload, upgrade, scale,
+	// stop (see Control). ControlSocketAuto derives the path from the port
+	// actually listened on (ControlSocketPath). A stale socket file left by
+	// a dead primary is replaced; a live one is an error.
+	ControlSocket string
+}
+
+// ControlSocketAuto as Options.ControlSocket puts the control socket at
+// ControlSocketPath(port), once the port is known.
+const ControlSocketAuto = "auto"
+
+// Recycle sets when a worker is replaced because of its own figures, as
+// reported in its heartbeats. The replacement starts first; the old worker
+// drains once the replacement is ready.
+type Recycle struct {
+	// MaxRequests recycles a worker after about this many requests; each
+	// worker's limit is raised by a random jitter of up to MaxRequests/10
+	// (at least 1) so that workers started together do not recycle together.
+	MaxRequests uint64
+	// MaxRSS recycles a worker whose resident memory exceeds it, in bytes.
+	MaxRSS uint64
 }
 
 // Backoff paces restarts. A worker that exits unexpectedly after running

@@ -2,14 +2,17 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"github.com/herd-go/herd/internal/procstat"
 	"log/slog"
 	"net"
 	"os"
+	"math/rand/v2"
 	"os/signal"
 	"runtime"
 	"sort"
+	"sync"
 	"syscall"
 	"time"
 
@@ -65,6 +68,12 @@ type proc struct {
 	hb       Heartbeat
 	stopping bool // stopped on purpose: not restarted
 	h        handle
+
+	replaces   int    // pid this process takes over from once ready (0: none)
+	replacedBy int    // pid of the replacement starting for this one (0: none)
+	reqLimit   uint64 // recycle after this many requests (0: never)
+	killReason string // why the primary killed it, for the log and reload errors
+	recycleAt  time.Time
 }
 
 // slot is a worker id's history across its processes.
@@ -79,6 +88,8 @@ type primary struct {
 	log   *slog.Logger
 	ln    *net.TCPListener
 	lnF   *os.File
+	ctl   *net.UnixListener // control socket, nil when not configured
+	ctlF  *os.File          // its descriptor, handed to a new primary on upgrade
 	spawn spawner
 	now   func() time.Time
 
@@ -90,8 +101,15 @@ type primary struct {
 	procs        map[int]*proc // by pid
 	slots        map[int]*slot // by worker id
 	shutting     bool
+	handedOver   bool // an upgrade succeeded: the new primary owns the sockets
 	deadline     time.Time // when draining workers get killed
 	allReadySaid bool
+	reloading    *reloadOp
+	upgrading    *upgradeOp
+	waiters      []*waiter
+	stopWaiters  []chan error // answered when the loop returns
+	onAllReady   []func()     // run once, the first time every worker is ready
+	rnd          func(n uint64) uint64
 }
 
 func newPrimary(opts Options, spawn spawner) *primary {
@@ -105,27 +123,92 @@ func newPrimary(opts Options, spawn spawner) *primary {
 		want:   opts.Workers,
 		procs:  make(map[int]*proc),
 		slots:  make(map[int]*slot),
+		rnd:    func(n uint64) uint64 { return rand.Uint64N(n) },
 	}
 }
 
 func runPrimary(ctx context.Context, opts Options) error {
-	ln, err := listen.TCP(opts.Addr)
-	if err != nil {
-		return err
+	p := newPrimary(opts, spawnProcess)
+	upgradeFrom := os.Getenv(EnvUpgradeFrom)
+	os.Unsetenv(EnvUpgradeFrom)
+	var readyPipe *os.File
+	if upgradeFrom != "" {
+		// Started by a primary for a binary upgrade: take over its sockets.
+		files, err := listen.Inherited()
+		if err != nil || files[fdHTTP] == nil || files[fdUpgrade] == nil {
+			return fmt.Errorf("cluster: %s is set but the listening socket was not passed on", EnvUpgradeFrom)
+		}
+		l, err := listen.FileListener(files[fdHTTP])
+		if err != nil {
+			return err
+		}
+		p.ln = l.(*net.TCPListener)
+		readyPipe = files[fdUpgrade]
+		if opts.ControlSocket == ControlSocketAuto {
+			opts.ControlSocket = ControlSocketPath(p.ln.Addr().(*net.TCPAddr).Port)
+		}
+		if f := files[fdControl]; f != nil {
+			cl, err := net.FileListener(f)
+			f.Close()
+			if err == nil {
+				p.ctl = cl.(*net.UnixListener)
+				p.ctl.SetUnlinkOnClose(false)
+			}
+		}
+	} else {
+		ln, err := listen.TCP(opts.Addr)
+		if err != nil {
+			return err
+		}
+		p.ln = ln
+		if opts.ControlSocket == ControlSocketAuto {
+			opts.ControlSocket = ControlSocketPath(ln.Addr().(*net.TCPAddr).Port)
+		}
+		if opts.ControlSocket != "" {
+			if p.ctl, err = listenControl(opts.ControlSocket); err != nil {
+				ln.Close()
+				return err
+			}
+		}
 	}
-	defer ln.Close()
-	lnF, err := ln.File()
-	if err != nil {
+	defer p.ln.Close()
+	var err error
+	if p.lnF, err = p.ln.File(); err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
-	defer lnF.Close()
+	defer p.lnF.Close()
+	var ctlWG sync.WaitGroup
+	if p.ctl != nil {
+		if p.ctlF, err = p.ctl.File(); err != nil {
+			return fmt.Errorf("cluster: %w", err)
+		}
+		defer p.ctlF.Close()
+		go p.serveControl(p.ctl, &ctlWG)
+	}
 
-	p := newPrimary(opts, spawnProcess)
-	p.ln, p.lnF = ln, lnF
 	p.log.Info("primary running",
 		"pid", os.Getpid(), "cpus", runtime.NumCPU(), "usable_cpus", runtime.GOMAXPROCS(0),
 		"workers", opts.Workers, "gomaxprocs_per_worker", WorkerProcs(opts.Workers))
-	p.log.Info("listening", "addr", ln.Addr().String())
+	p.log.Info("listening", "addr", p.ln.Addr().String())
+	if opts.ControlSocket != "" && p.ctl != nil {
+		p.log.Info("control socket", "path", opts.ControlSocket)
+	}
+	if readyPipe != nil {
+		p.log.Info("upgrade: took over the sockets", "old_pid", upgradeFrom)
+		p.onAllReady = append(p.onAllReady, func() {
+			if opts.PIDFile != "" {
+				if err := writePIDFile(opts.PIDFile, os.Getpid()); err != nil {
+					p.log.Error("cannot write the pid file", "err", err)
+				}
+			}
+			_, _ = readyPipe.WriteString("ready\n")
+			readyPipe.Close()
+		})
+	} else if opts.PIDFile != "" {
+		if err := writePIDFile(opts.PIDFile, os.Getpid()); err != nil {
+			return err
+		}
+	}
 
 	sigC := make(chan os.Signal, 8)
 	signal.Notify(sigC, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2)
@@ -140,7 +223,29 @@ func runPrimary(ctx context.Context, opts Options) error {
 			}
 		}
 	}()
-	return p.loop(ctx)
+	err = p.loop(ctx)
+
+	if p.ctl != nil {
+		p.ctl.Close()
+		if !p.handedOver {
+			os.Remove(opts.ControlSocket)
+		}
+		waitGroup(&ctlWG, 2*time.Second) // let "herd stop" hear its answer
+	}
+	if opts.PIDFile != "" {
+		removePIDFile(opts.PIDFile, os.Getpid())
+	}
+	return err
+}
+
+// waitGroup waits for wg, at most d.
+func waitGroup(wg *sync.WaitGroup, d time.Duration) {
+	c := make(chan struct{})
+	go func() { wg.Wait(); close(c) }()
+	select {
+	case <-c:
+	case <-time.After(d):
+	}
 }
 
 // send delivers an event to the loop, or drops it if the loop has ended.
@@ -185,6 +290,9 @@ func (p *primary) loop(ctx context.Context) error {
 	for {
 		if p.shutting && len(p.procs) == 0 {
 			p.log.Info("all workers stopped; primary exiting")
+			for _, w := range p.stopWaiters {
+				w <- nil
+			}
 			return nil
 		}
 		select {
@@ -195,6 +303,8 @@ func (p *primary) loop(ctx context.Context) error {
 			p.handle(e)
 		case <-tick.C:
 			p.checkTimeouts()
+			p.checkUpgrade()
+			p.checkWaiters()
 		case <-memC:
 			p.log.Info("primary memory", "rss_mb", fmt.Sprintf("%.2f", float64(procstat.RSS())/(1<<20)))
 		}
@@ -223,7 +333,10 @@ func (p *primary) handle(e any) {
 		p.onSignal(e.sig)
 	case evFunc:
 		e()
+	case evUpgrade:
+		p.onUpgrade(e)
 	}
+	p.checkWaiters()
 }
 
 func (p *primary) onSignal(sig os.Signal) {
@@ -239,8 +352,10 @@ func (p *primary) onSignal(sig os.Signal) {
 		p.scale(p.want + 1)
 	case syscall.SIGTTOU:
 		p.scale(p.want - 1)
-	default:
-		p.log.Warn("signal not handled yet", "signal", sig.String())
+	case syscall.SIGHUP:
+		p.reload(nil)
+	case syscall.SIGUSR2:
+		p.upgrade(nil)
 	}
 }
 
@@ -263,17 +378,24 @@ func (p *primary) live(id int) *proc {
 	return nil
 }
 
-func (p *primary) startWorker(id int) {
+// startWorker starts a process for worker id, or schedules a retry and
+// returns nil when it cannot.
+func (p *primary) startWorker(id int) *proc {
 	pid, h, err := p.spawn(p, id)
 	if err != nil {
 		p.log.Error("cannot start worker", "worker", id, "err", err)
 		p.scheduleRestart(id, p.slot(id))
-		return
+		return nil
 	}
 	now := p.now()
-	p.procs[pid] = &proc{id: id, pid: pid, state: StateStarting, started: now, lastBeat: now, h: h}
+	pr := &proc{id: id, pid: pid, state: StateStarting, started: now, lastBeat: now, h: h}
+	if m := p.opts.Recycle.MaxRequests; m > 0 {
+		pr.reqLimit = m + p.rnd(max(m/10, 1)+1)
+	}
+	p.procs[pid] = pr
 	p.slot(id)
 	p.log.Info("worker started", "worker", id, "pid", pid)
+	return pr
 }
 
 func (p *primary) onReady(pid int) {
@@ -285,9 +407,23 @@ func (p *primary) onReady(pid int) {
 	pr.readyAt = p.now()
 	pr.lastBeat = pr.readyAt
 	p.log.Info("worker listening", "worker", pr.id, "pid", pid, "addr", p.addr())
+	if pr.replaces != 0 {
+		// Replacement first: only now does the old worker stop.
+		if old := p.procs[pr.replaces]; old != nil {
+			p.stop(old, fmt.Sprintf("replaced by pid %d", pid))
+		}
+		pr.replaces = 0
+	}
+	if p.reloading != nil && p.reloading.cur == pid {
+		p.reloadNext()
+	}
 	if !p.allReadySaid && p.readyCount() >= p.want {
 		p.allReadySaid = true
 		p.log.Info("all workers ready", "workers", p.want)
+		for _, f := range p.onAllReady {
+			f()
+		}
+		p.onAllReady = nil
 	}
 }
 
@@ -314,11 +450,34 @@ func (p *primary) onExit(e evExited) {
 	} else {
 		attrs = append(attrs, "code", e.code)
 	}
+	if pr.killReason != "" {
+		attrs = append(attrs, "reason", pr.killReason)
+	}
 	if pr.stopping || p.shutting {
 		p.log.Info("worker stopped", attrs...)
 		return
 	}
 	p.log.Warn("worker died", attrs...)
+	if pr.replaces != 0 {
+		// A replacement died before it was ready: the old worker keeps
+		// serving, and whatever asked for the replacement hears why.
+		if old := p.procs[pr.replaces]; old != nil {
+			old.replacedBy = 0
+			old.recycleAt = p.now().Add(p.opts.Backoff.Max) // don't retry a recycle at once
+		}
+		why := fmt.Sprintf("worker %d's replacement (pid %d) %s before it was ready; the old worker (pid %d) keeps serving",
+			pr.id, pr.pid, exitWords(e, pr.killReason), pr.replaces)
+		p.log.Error("replacement failed", "worker", pr.id, "pid", pr.pid, "reason", why)
+		if p.reloading != nil && p.reloading.cur == pr.pid {
+			p.finishReload(fmt.Errorf("cluster: reload stopped: %s", why))
+		}
+		return
+	}
+	if pr.replacedBy != 0 {
+		if np := p.procs[pr.replacedBy]; np != nil {
+			np.replaces = 0 // the replacement simply takes the slot over
+		}
+	}
 	p.allReadySaid = false
 	if pr.id > p.want || p.live(pr.id) != nil {
 		return // scaled away, or already replaced
@@ -372,6 +531,9 @@ func (p *primary) shutdown(reason string) {
 	// for a worker that ignores its own deadline.
 	p.deadline = p.now().Add(p.opts.ShutdownTimeout + 2*time.Second)
 	p.log.Info("shutting down gracefully", "reason", reason, "timeout", p.opts.ShutdownTimeout.String())
+	if p.reloading != nil {
+		p.finishReload(errors.New("cluster: reload stopped: the primary is shutting down"))
+	}
 	for _, pr := range p.procs {
 		p.stop(pr, "shutdown")
 	}
@@ -422,13 +584,17 @@ func (p *primary) checkTimeouts() {
 	for _, pr := range p.procs {
 		switch {
 		case pr.stopping:
+		case pr.killReason != "":
 		case pr.state == StateStarting && now.Sub(pr.started) > p.opts.ReadyTimeout:
+			pr.killReason = fmt.Sprintf("did not become ready within %s", p.opts.ReadyTimeout)
 			p.log.Error("worker never became ready; killing it", "worker", pr.id, "pid", pr.pid, "timeout", p.opts.ReadyTimeout.String())
 			_ = pr.h.kill()
 		case pr.state == StateReady && now.Sub(pr.lastBeat) > p.opts.WorkerTimeout:
-			p.log.Error("worker stopped responding; killing it", "worker", pr.id, "pid", pr.pid,
-				"reason", fmt.Sprintf("no heartbeat for %s", now.Sub(pr.lastBeat).Round(time.Second)))
+			pr.killReason = fmt.Sprintf("no heartbeat for %s", now.Sub(pr.lastBeat).Round(time.Second))
+			p.log.Error("worker stopped responding; killing it", "worker", pr.id, "pid", pr.pid, "reason", pr.killReason)
 			_ = pr.h.kill()
+		default:
+			p.maybeRecycle(pr)
 		}
 	}
 }
