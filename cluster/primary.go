@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"github.com/herd-go/herd/internal/procstat"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
-	"math/rand/v2"
 	"os/signal"
 	"runtime"
 	"sort"
@@ -101,7 +101,7 @@ type primary struct {
 	procs        map[int]*proc // by pid
 	slots        map[int]*slot // by worker id
 	shutting     bool
-	handedOver   bool // an upgrade succeeded: the new primary owns the sockets
+	handedOver   bool      // an upgrade succeeded: the new primary owns the sockets
 	deadline     time.Time // when draining workers get killed
 	allReadySaid bool
 	reloading    *reloadOp
