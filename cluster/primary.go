@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"runtime"
 	"sort"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -130,7 +131,11 @@ func newPrimary(opts Options, spawn spawner) *primary {
 func runPrimary(ctx context.Context, opts Options) error {
 	p := newPrimary(opts, spawnProcess)
 	upgradeFrom := os.Getenv(EnvUpgradeFrom)
+	if n, err := strconv.Atoi(os.Getenv(envUpgradeWorkers)); err == nil && n > 0 && upgradeFrom != "" {
+		p.want = n
+	}
 	os.Unsetenv(EnvUpgradeFrom)
+	os.Unsetenv(envUpgradeWorkers)
 	var readyPipe *os.File
 	if upgradeFrom != "" {
 		// Started by a primary for a binary upgrade: take over its sockets.
@@ -188,7 +193,7 @@ func runPrimary(ctx context.Context, opts Options) error {
 
 	p.log.Info("primary running",
 		"pid", os.Getpid(), "cpus", runtime.NumCPU(), "usable_cpus", runtime.GOMAXPROCS(0),
-		"workers", opts.Workers, "gomaxprocs_per_worker", WorkerProcs(opts.Workers))
+		"workers", p.want, "gomaxprocs_per_worker", WorkerProcs(p.want))
 	p.log.Info("listening", "addr", p.ln.Addr().String())
 	if opts.ControlSocket != "" && p.ctl != nil {
 		p.log.Info("control socket", "path", opts.ControlSocket)

@@ -18,6 +18,9 @@ import (
 // upgrade: it inherits the listening socket instead of opening it.
 const EnvUpgradeFrom = "HERD_UPGRADE_FROM"
 
+// envUpgradeWorkers tells a new primary how many workers the old one ran.
+const envUpgradeWorkers = "HERD_UPGRADE_WORKERS"
+
 // Names of descriptors a new primary inherits.
 const (
 	fdControl = "herd-control"
@@ -81,7 +84,8 @@ func (p *primary) upgrade(done chan error) {
 		files = append(files, listen.Named{Name: fdControl, File: p.ctlF})
 	}
 	cmd := exec.Command(exe, os.Args[1:]...)
-	cmd.Env = append(primaryEnv(os.Environ()), EnvUpgradeFrom+"="+strconv.Itoa(os.Getpid()))
+	// The worker count travels too: a runtime scale outlives the upgrade.
+	cmd.Env = append(primaryEnv(os.Environ()), EnvUpgradeFrom+"="+strconv.Itoa(os.Getpid()), envUpgradeWorkers+"="+strconv.Itoa(p.want))
 	cmd.Env = append(cmd.Env, listen.Env(files)...)
 	for _, f := range files {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, f.File)
@@ -156,7 +160,7 @@ func primaryEnv(base []string) []string {
 	for _, kv := range base {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case EnvWorkerID, EnvUpgradeFrom, listen.EnvFDs, listen.EnvFDNames, "LISTEN_PID":
+		case EnvWorkerID, EnvUpgradeFrom, envUpgradeWorkers, listen.EnvFDs, listen.EnvFDNames, "LISTEN_PID":
 			continue
 		}
 		env = append(env, kv)

@@ -32,6 +32,12 @@ var serveSettings = []setting{
 	{flag: "enable-crash-endpoint", env: "ENABLE_CRASH_ENDPOINT", def: "false", usage: "enable POST /cluster/crash (never in production)", bool: true},
 	{flag: "state-file", env: "STATE_FILE", def: "", usage: "persist the embedded shared store in this bbolt file"},
 	{flag: "redis-url", env: "REDIS_URL", def: "", usage: "use Redis for shared state (redis://[:password@]host:port/db)"},
+	{flag: "ready-timeout", env: "READY_TIMEOUT", def: "60s", usage: "how long a new worker may take to become ready"},
+	{flag: "worker-timeout", env: "WORKER_TIMEOUT", def: "30s", usage: "a worker silent (no heartbeat) this long is killed and replaced"},
+	{flag: "max-requests", env: "MAX_REQUESTS", def: "0", usage: "recycle a worker after about this many requests, replacement first (0: never)"},
+	{flag: "max-memory", env: "MAX_MEMORY", def: "", usage: "recycle a worker whose RSS exceeds this size, e.g. 512MB (empty: never)"},
+	{flag: "pid-file", env: "PID_FILE", def: "", usage: "write the live primary's pid here (follows binary upgrades)"},
+	{flag: "control-socket", env: "CONTROL_SOCKET", def: "", usage: "control socket path (default: herd-PORT.sock in the temp dir)"},
 }
 
 // Cluster modes.
@@ -57,6 +63,12 @@ type serveConfig struct {
 	EnableCrash     bool
 	StateFile       string
 	RedisURL        string
+	ReadyTimeout    time.Duration
+	WorkerTimeout   time.Duration
+	MaxRequests     uint64
+	MaxMemory       uint64 // bytes
+	PIDFile         string
+	ControlSocket   string // empty: derived from the port
 }
 
 // configError is a bad setting: the command prints it as one line and
@@ -107,12 +119,21 @@ func defineFlags(fs *flag.FlagSet, settings []setting) {
 			usage += " (default " + s.def + ")"
 		}
 		if s.bool {
-			fs.Bool(s.flag, false, usage)
+			fs.Var(new(boolFlag), s.flag, usage)
 		} else {
 			fs.String(s.flag, "", usage)
 		}
 	}
 }
+
+// boolFlag is a boolean flag ("--name" alone means true) that keeps
+// whatever value it was given, so that "--name=maybe" is reported like any
+// other bad value, naming the setting and what is allowed.
+type boolFlag struct{ v string }
+
+func (b *boolFlag) String() string     { return b.v }
+func (b *boolFlag) Set(v string) error { b.v = v; return nil }
+func (b *boolFlag) IsBoolFlag() bool   { return true }
 
 func parseBool(s setting, v string) (bool, error) {
 	b, err := strconv.ParseBool(strings.TrimSpace(v))
@@ -161,7 +182,10 @@ func loadServeConfig(args []string, lookupEnv func(string) (string, bool), doten
 	}
 	// CLUSTER_ENABLED=false is the reference's way to say "off"; a --cluster
 	// flag given explicitly still wins over it.
-	if en, ok := lookupEnvOrDotenv("CLUSTER_ENABLED", lookupEnv, dotenv); ok && !flagSet(fs, "cluster") {
+	// --workers on the command line implies manual, over a mode from the
+	// environment or .env; an explicit --cluster flag still wins.
+	workersFlag := flagSet(fs, "workers") && !flagSet(fs, "cluster")
+	if en, ok := lookupEnvOrDotenv("CLUSTER_ENABLED", lookupEnv, dotenv); ok && !flagSet(fs, "cluster") && !workersFlag {
 		b, err := parseBool(setting{env: "CLUSTER_ENABLED", flag: "cluster"}, en)
 		if err != nil {
 			return c, nil, &configError{fmt.Sprintf("invalid CLUSTER_ENABLED %q: must be true or false", en)}
@@ -175,7 +199,7 @@ func loadServeConfig(args []string, lookupEnv func(string) (string, bool), doten
 		if err != nil || n < 1 || n > maxWorkers {
 			return c, nil, badSetting(st("workers"), v["workers"], fmt.Sprintf("must be a whole number from 1 to %d", maxWorkers))
 		}
-		if c.Mode != modeOff {
+		if c.Mode != modeOff || workersFlag {
 			c.Mode, c.Workers = modeManual, n
 		}
 	} else if c.Mode == modeManual {
@@ -201,7 +225,46 @@ func loadServeConfig(args []string, lookupEnv func(string) (string, bool), doten
 	if c.StateFile != "" && c.RedisURL != "" {
 		return c, nil, &configError{"--state-file and --redis-url both set: the shared store is either embedded (optionally persisted) or Redis, not both"}
 	}
+	for _, d := range []struct {
+		name string
+		dst  *time.Duration
+	}{{"ready-timeout", &c.ReadyTimeout}, {"worker-timeout", &c.WorkerTimeout}} {
+		if *d.dst, err = time.ParseDuration(strings.TrimSpace(v[d.name])); err != nil || *d.dst <= 0 {
+			return c, nil, badSetting(st(d.name), v[d.name], "must be a positive duration such as 30s or 1m")
+		}
+	}
+	if c.MaxRequests, err = strconv.ParseUint(strings.TrimSpace(v["max-requests"]), 10, 64); err != nil {
+		return c, nil, badSetting(st("max-requests"), v["max-requests"], "must be a whole number, 0 for never")
+	}
+	if m := strings.TrimSpace(v["max-memory"]); m != "" {
+		if c.MaxMemory, err = parseSize(m); err != nil || c.MaxMemory < 1<<20 {
+			return c, nil, badSetting(st("max-memory"), v["max-memory"], "must be a size of at least 1MB, such as 512MB or 1GB")
+		}
+	}
+	c.PIDFile = strings.TrimSpace(v["pid-file"])
+	c.ControlSocket = strings.TrimSpace(v["control-socket"])
 	return c, rest, nil
+}
+
+// parseSize reads a byte size: a number with an optional unit B, KB, MB, GB
+// (powers of 1024, as RSS is reported; KiB, MiB, GiB are accepted too).
+func parseSize(s string) (uint64, error) {
+	u := strings.ToUpper(strings.TrimSpace(s))
+	mult := uint64(1)
+	for _, unit := range []struct {
+		suffix string
+		mult   uint64
+	}{{"GIB", 1 << 30}, {"MIB", 1 << 20}, {"KIB", 1 << 10}, {"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(u, unit.suffix) {
+			u, mult = strings.TrimSpace(strings.TrimSuffix(u, unit.suffix)), unit.mult
+			break
+		}
+	}
+	n, err := strconv.ParseUint(u, 10, 64)
+	if err != nil || n > (1<<64-1)/mult {
+		return 0, fmt.Errorf("not a size: %q", s)
+	}
+	return n * mult, nil
 }
 
 func flagSet(fs *flag.FlagSet, name string) bool {

@@ -20,6 +20,11 @@ usage: herd <command> [flags] [arguments]
 commands:
   serve        run the demo application clustered (the default command)
   loadtest     send closed-loop HTTP load and report latency and worker distribution
+  status       list the running primary's workers (id, pid, state, uptime, restarts, requests, memory)
+  reload       replace every worker, one at a time, without dropping a request (like SIGHUP)
+  upgrade      hand the sockets to a new primary started from the binary on disk (like SIGUSR2)
+  scale N      run N workers (SIGTTIN/SIGTTOU add or remove one)
+  stop         stop gracefully and wait until every worker has stopped (like SIGTERM)
   healthcheck  exit 0 if the server on --port answers /healthz, 1 otherwise
   version      print herd's version
 
@@ -40,6 +45,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdServe(ctx, args, stdout, stderr)
 	case "loadtest":
 		return cmdLoadtest(ctx, args, stdout, stderr)
+	case "status", "reload", "upgrade", "scale", "stop":
+		return cmdControl(ctx, cmd, args, stdout, stderr)
 	case "healthcheck":
 		return cmdHealthcheck(ctx, args, stdout, stderr)
 	case "version":
@@ -49,7 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	default:
-		fmt.Fprintf(stderr, "herd: unknown command %q (commands: serve, loadtest, healthcheck, version, help)\n", cmd)
+		fmt.Fprintf(stderr, "herd: unknown command %q (commands: serve, loadtest, status, reload, upgrade, scale, stop, healthcheck, version, help)\n", cmd)
 		return exitUsage
 	}
 }

@@ -46,7 +46,15 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		Workers:         workerCount(cfg),
 		Single:          cfg.Mode == modeOff,
 		ShutdownTimeout: cfg.ShutdownTimeout,
+		ReadyTimeout:    cfg.ReadyTimeout,
+		WorkerTimeout:   cfg.WorkerTimeout,
+		Recycle:         cluster.Recycle{MaxRequests: cfg.MaxRequests, MaxRSS: cfg.MaxMemory},
+		PIDFile:         cfg.PIDFile,
+		ControlSocket:   cfg.ControlSocket,
 		Logger:          log,
+	}
+	if opts.ControlSocket == "" {
+		opts.ControlSocket = cluster.ControlSocketAuto
 	}
 	if !cluster.IsWorker() {
 		log.Info("starting herd", "mode", cfg.Mode, "app_env", cfg.AppEnv, "workers", opts.Workers)

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/herd-go/herd/cluster"
+)
+
+// controlUsage describes the commands that talk to a running primary.
+var controlUsage = map[string]string{
+	"status":  "usage: herd status [--port 3000 | --control-socket PATH] [--json]\n\nPrints every worker of the running primary: id, pid, state, uptime, restarts, requests, memory.\n",
+	"reload":  "usage: herd reload [--port 3000 | --control-socket PATH] [--timeout 10m]\n\nReplaces every worker one at a time, each new one ready before the old one drains (like SIGHUP),\nand waits until all are replaced. Exits 1 if a replacement failed (the old worker keeps serving).\n",
+	"upgrade": "usage: herd upgrade [--port 3000 | --control-socket PATH] [--timeout 10m]\n\nStarts a new primary from the executable on disk and hands it the sockets (like SIGUSR2);\nthe old primary drains once the new one's workers are ready. Exits 1 if the new one failed.\n",
+	"scale":   "usage: herd scale N [--port 3000 | --control-socket PATH] [--timeout 10m]\n\nRuns N workers (1 to 1024), waiting until they are ready and the retired ones have drained.\n",
+	"stop":    "usage: herd stop [--port 3000 | --control-socket PATH] [--timeout 10m]\n\nStops the primary gracefully (like SIGTERM) and waits until every worker has stopped.\n",
+}
+
+// cmdControl runs status, reload, upgrade, scale and stop against the
+// primary found by --port or --control-socket.
+func cmdControl(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
+	if wantsHelp(args) {
+		fmt.Fprint(stdout, controlUsage[name])
+		return exitOK
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	port := fs.String("port", "", "port of the primary to control (default $PORT or 3000)")
+	sock := fs.String("control-socket", "", "control socket path (overrides --port)")
+	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait for the command to complete")
+	rest, err := parseArgs(fs, args)
+	if err != nil {
+		fmt.Fprintf(stderr, "herd %s: %v\n", name, err)
+		return exitUsage
+	}
+	req := cluster.ControlRequest{Cmd: name}
+	if name == "scale" {
+		if len(rest) != 1 {
+			fmt.Fprintln(stderr, "herd scale: want exactly one argument, the worker count (1 to 1024)")
+			return exitUsage
+		}
+		n, err := strconv.Atoi(rest[0])
+		if err != nil || n < 1 || n > maxWorkers {
+			fmt.Fprintf(stderr, "herd scale: invalid worker count %q: must be a whole number from 1 to %d\n", rest[0], maxWorkers)
+			return exitUsage
+		}
+		req.N, rest = n, nil
+	}
+	if len(rest) > 0 {
+		fmt.Fprintf(stderr, "herd %s: unexpected argument %q\n", name, rest[0])
+		return exitUsage
+	}
+	if *timeout <= 0 {
+		fmt.Fprintf(stderr, "herd %s: invalid --timeout %s: must be positive\n", name, *timeout)
+		return exitUsage
+	}
+	path := *sock
+	if path == "" {
+		if path, err = socketForPort(*port); err != nil {
+			fmt.Fprintf(stderr, "herd %s: %v\n", name, err)
+			return exitUsage
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	reply, err := cluster.Control(ctx, path, req)
+	switch {
+	case errors.Is(err, cluster.ErrNoControl):
+		fmt.Fprintf(stderr, "herd %s: no herd primary is running (nothing answers on %s)\n", name, path)
+		return exitFail
+	case errors.Is(err, context.DeadlineExceeded):
+		fmt.Fprintf(stderr, "herd %s: no answer within %s; the command may still complete\n", name, *timeout)
+		return exitFail
+	case err != nil:
+		fmt.Fprintf(stderr, "herd %s: %v\n", name, err)
+		return exitFail
+	case !reply.OK:
+		fmt.Fprintf(stderr, "herd %s: %s\n", name, reply.Error)
+		return exitFail
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(reply)
+		return exitOK
+	}
+	if reply.Message != "" {
+		fmt.Fprintf(stdout, "%s: %s\n", name, reply.Message)
+	}
+	if reply.Status != nil && name != "stop" {
+		printStatus(stdout, *reply.Status)
+	}
+	return exitOK
+}
+
+// socketForPort derives the control socket from --port, else $PORT, else 3000.
+func socketForPort(port string) (string, error) {
+	if port == "" {
+		port = os.Getenv("PORT")
+	}
+	if port == "" {
+		port = "3000"
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(port))
+	if err != nil || n < 1 || n > 65535 {
+		return "", fmt.Errorf("invalid --port %q: must be a port number from 1 to 65535", port)
+	}
+	return cluster.ControlSocketPath(n), nil
+}
+
+// printStatus prints a table in the manner of "pm2 list".
+func printStatus(w io.Writer, s cluster.Status) {
+	fmt.Fprintf(w, "primary %d on %s, %d workers wanted\n", s.PrimaryPID, s.Addr, s.Want)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tPID\tSTATE\tUPTIME\tRESTARTS\tREQUESTS\tMEMORY")
+	for _, wk := range s.Workers {
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%d\t%d\t%.1f MB\n", wk.ID, wk.PID, wk.State,
+			humanDuration(time.Since(wk.Started)), wk.Restarts, wk.Requests, float64(wk.RSS)/(1<<20))
+	}
+	tw.Flush()
+}
+
+func humanDuration(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	default:
+		return fmt.Sprintf("%dd", int(d.Hours()/24))
+	}
+}
