@@ -35,7 +35,7 @@ func (r *Result) WriteText(w io.Writer, tty bool) error {
 	}
 	fmt.Fprintln(bw)
 
-	fmt.Fprintf(bw, "Requests  %d in %s · %.1f req/s · %s of bodies read\n",
+	fmt.Fprintf(bw, "Requests  %d in %s · %.1f req/s · %s of response bodies\n",
 		r.Requests, fmtDur(r.Duration), r.RPS(), fmtBytes(r.BytesRead))
 
 	codes := make([]int, 0, len(r.Status))
