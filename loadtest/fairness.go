@@ -97,14 +97,16 @@ func verdict(ws []WorkerCount, fairness float64) string {
 		}
 	}
 	fair := 1 / float64(len(ws))
-	switch {
-	case hi.Share > MaxShareFactor*fair:
-		return fmt.Sprintf("skewed: worker %s served %s", hi.ID, percent(hi.Share))
-	case fairness < FairnessThreshold:
-		// No single hot worker: name the starved one instead.
-		return fmt.Sprintf("skewed: worker %s served %s", lo.ID, percent(lo.Share))
+	if hi.Share <= MaxShareFactor*fair && fairness >= FairnessThreshold {
+		return "balanced"
 	}
-	return "balanced"
+	// Name the worker furthest from its fair share: the hot one, or the
+	// starved one when that is the larger gap (one idle worker among many).
+	w := hi
+	if fair-lo.Share > hi.Share-fair {
+		w = lo
+	}
+	return fmt.Sprintf("skewed: worker %s served %s", w.ID, percent(w.Share))
 }
 
 func percent(f float64) string {

@@ -45,7 +45,9 @@ func TestLoadtestVerdict(t *testing.T) {
 		{"hot among 8", map[string]int64{"1": 2, "2": 1, "3": 1, "4": 1, "5": 1, "6": 1, "7": 1, "8": 1}, "skewed: worker 1 served 22%"},
 		// No worker above 1.5x its share, but one starved: the index catches it.
 		{"starved", map[string]int64{"1": 33, "2": 33, "3": 33, "4": 1}, "skewed: worker 4 served 1%"},
-		{"names sorted", map[string]int64{"b": 1, "a": 9}, "skewed: worker a served 90%"},
+		{"names", map[string]int64{"b": 1, "a": 9}, "skewed: worker a served 90%"},
+		// Under 1.5x on two workers, but the index is 0.885: the busier one is named.
+		{"68/32 on two", map[string]int64{"1": 32, "2": 68}, "skewed: worker 2 served 68%"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

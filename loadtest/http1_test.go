@@ -109,9 +109,9 @@ func TestLoadtestReadResponseErrors(t *testing.T) {
 	}
 }
 
-// FuzzReadResponse checks that no server reply makes the reader panic or
+// FuzzLoadtestReadResponse checks that no server reply makes the reader panic or
 // loop: it must return a response or an error.
-func FuzzReadResponse(f *testing.F) {
+func FuzzLoadtestReadResponse(f *testing.F) {
 	f.Add("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Worker-Id: 3\r\n\r\nhello", false)
 	f.Add("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", false)
 	f.Add("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 204 No Content\r\n\r\n", true)

@@ -1,0 +1,265 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// runLoadtest calls cmdLoadtest as main would and returns its exit code and
+// outputs.
+func runLoadtest(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	code = cmdLoadtest(ctx, args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func loadtestServer(t *testing.T, h http.HandlerFunc) string {
+	t.Helper()
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	return s.URL + "/"
+}
+
+func TestLoadtestCmdCount(t *testing.T) {
+	var served atomic.Int64
+	url := loadtestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Worker-Id", strconv.FormatInt(served.Add(1)%2, 10))
+	})
+	// Flags after the URL as well as before it.
+	code, out, errOut := runLoadtest(t, "-c", "5", url, "-n", "50")
+	if code != exitOK || errOut != "" {
+		t.Fatalf("exit %d, stderr %q; want 0 and nothing", code, errOut)
+	}
+	if served.Load() != 50 {
+		t.Errorf("server saw %d requests, want 50", served.Load())
+	}
+	for _, want := range []string{"· 5 connections ·", "Requests  50 in ", "Status    200: 50\n", "Workers   balanced"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "histogram") || strings.Contains(errOut, "\r") {
+		t.Errorf("piped output has terminal decorations:\nstdout %q\nstderr %q", out, errOut)
+	}
+}
+
+func TestLoadtestCmdDuration(t *testing.T) {
+	url := loadtestServer(t, func(w http.ResponseWriter, r *http.Request) {})
+	start := time.Now()
+	code, out, _ := runLoadtest(t, url, "-d", "300ms", "-c", "2")
+	if took := time.Since(start); code != exitOK || took < 250*time.Millisecond || took > 3*time.Second {
+		t.Errorf("exit %d after %v, want 0 after about 300ms\n%s", code, took, out)
+	}
+}
+
+func TestLoadtestCmdNon2xx(t *testing.T) {
+	var n atomic.Int64
+	url := loadtestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1)%5 == 0 {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	})
+	code, out, errOut := runLoadtest(t, url, "-n", "20", "-c", "2")
+	if code != exitFail {
+		t.Errorf("exit %d, want %d for 500s", code, exitFail)
+	}
+	if !strings.Contains(out, "500: 4") || !strings.Contains(errOut, "4 of 20 requests failed") {
+		t.Errorf("stdout:\n%s\nstderr: %q; want 4 500s reported", out, errOut)
+	}
+	code, _, errOut = runLoadtest(t, url, "-n", "20", "-c", "2", "--allow-errors")
+	if code != exitOK || errOut != "" {
+		t.Errorf("--allow-errors: exit %d stderr %q, want 0 and nothing", code, errOut)
+	}
+}
+
+func TestLoadtestCmdConnectRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String() + "/"
+	ln.Close()
+	code, out, _ := runLoadtest(t, url, "-n", "6", "-c", "2", "--json")
+	var rep struct {
+		Requests int64
+		Errors   struct{ Connect int64 }
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("JSON: %v\n%s", err, out)
+	}
+	if code != exitFail || rep.Requests != 6 || rep.Errors.Connect != 6 {
+		t.Errorf("exit %d, %+v; want 1 and 6 connect errors", code, rep)
+	}
+}
+
+func TestLoadtestCmdTimeout(t *testing.T) {
+	url := loadtestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(5 * time.Second):
+		case <-r.Context().Done():
+		}
+	})
+	code, out, _ := runLoadtest(t, url, "-n", "2", "-c", "2", "--timeout", "100ms")
+	if code != exitFail || !strings.Contains(out, "timeout 2 ·") {
+		t.Errorf("exit %d, want 1 with 2 timeouts:\n%s", code, out)
+	}
+}
+
+func TestLoadtestCmdJSON(t *testing.T) {
+	url := loadtestServer(t, func(w http.ResponseWriter, r *http.Request) { w.Header().Set("X-Worker-Id", "3") })
+	code, out, errOut := runLoadtest(t, "--json", url, "-n", "10", "-c", "2")
+	if code != exitOK || errOut != "" {
+		t.Fatalf("exit %d stderr %q", code, errOut)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("stdout is not one JSON document: %v\n%s", err, out)
+	}
+	for _, k := range []string{"url", "requests", "rps", "latency_ms", "status", "errors", "workers", "duration_s", "failed"} {
+		if _, ok := doc[k]; !ok {
+			t.Errorf("JSON lacks %q", k)
+		}
+	}
+	if doc["requests"] != 10.0 || doc["url"] != url {
+		t.Errorf("requests %v url %v, want 10 and %s", doc["requests"], doc["url"], url)
+	}
+	w, _ := doc["workers"].(map[string]any)
+	if w["verdict"] != "one worker: worker 3 served 100%" {
+		t.Errorf("workers: %v", w)
+	}
+}
+
+func TestLoadtestCmdPOST(t *testing.T) {
+	type seen struct{ method, body, ctype, auth string }
+	var mu sync.Mutex
+	var got []seen
+	url := loadtestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = append(got, seen{r.Method, string(b), r.Header.Get("Content-Type"), r.Header.Get("Authorization")})
+		mu.Unlock()
+	})
+	code, _, errOut := runLoadtest(t, url, "-n", "3", "-c", "1", "-m", "POST", "-b", `{"k":"v"}`,
+		"-H", "Content-Type: application/json", "-H", "Authorization:Bearer x")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	want := seen{"POST", `{"k":"v"}`, "application/json", "Bearer x"}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 3 {
+		t.Fatalf("server saw %d requests, want 3", len(got))
+	}
+	for _, g := range got {
+		if g != want {
+			t.Errorf("server saw %+v, want %+v", g, want)
+		}
+	}
+}
+
+func TestLoadtestCmdUsage(t *testing.T) {
+	const url = "http://127.0.0.1:1/"
+	tests := []struct {
+		name string
+		args []string
+		want string // in the message
+	}{
+		{"unknown flag", []string{"--bogus"}, "-bogus"},
+		{"concurrency 0", []string{"-c", "0", url}, "-c 0"},
+		{"concurrency not a number", []string{"-c", "many", url}, "-c"},
+		{"requests -1", []string{"-n", "-1", url}, "-n -1"},
+		{"requests 0", []string{"-n", "0", url}, "-n 0"},
+		{"bad URL", []string{"foo"}, `bad URL "foo"`},
+		{"ftp URL", []string{"ftp://host/"}, "bad URL"},
+		{"no host", []string{"http://"}, "bad URL"},
+		{"bad port", []string{"http://127.0.0.1:70000/"}, "port"},
+		{"two URLs", []string{url, url}, "too many arguments"},
+		{"bad duration", []string{"-d", "ten", url}, "want a duration"},
+		{"zero duration", []string{"-d", "0s", url}, "-d 0s"},
+		{"bad timeout", []string{"--timeout", "0", url}, "--timeout"},
+		{"header without colon", []string{"-H", "foo", url}, `"Name: value"`},
+		{"header with space in name", []string{"-H", "Bad Name: x", url}, `"Name: value"`},
+		{"framing header", []string{"-H", "Content-Length: 3", url}, "Content-Length"},
+		{"both -n and -d", []string{"-n", "10", "-d", "1s", url}, "-n and -d"},
+		{"bad method", []string{"-m", "GET /x", url}, "method"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := runLoadtest(t, tt.args...)
+			if code != exitUsage {
+				t.Errorf("exit %d, want %d", code, exitUsage)
+			}
+			if out != "" {
+				t.Errorf("stdout %q, want nothing", out)
+			}
+			if strings.Count(errOut, "\n") != 1 || !strings.HasSuffix(errOut, "\n") ||
+				!strings.HasPrefix(errOut, "herd loadtest: ") || !strings.Contains(errOut, tt.want) {
+				t.Errorf("stderr %q, want one line \"herd loadtest: ...%s...\"", errOut, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoadtestCmdHelp(t *testing.T) {
+	for _, arg := range []string{"-h", "--help"} {
+		code, out, errOut := runLoadtest(t, arg)
+		if code != exitOK || errOut != "" || !strings.Contains(out, "Usage: herd loadtest [URL]") || !strings.Contains(out, "--allow-errors") {
+			t.Errorf("%s: exit %d stderr %q stdout:\n%s", arg, code, errOut, out)
+		}
+	}
+}
+
+// SIGINT stops the run early and the report of what was done is printed.
+func TestLoadtestCmdInterrupt(t *testing.T) {
+	var served atomic.Int64
+	url := loadtestServer(t, func(w http.ResponseWriter, r *http.Request) { served.Add(1) })
+	type result struct {
+		code     int
+		out, err string
+	}
+	done := make(chan result, 1)
+	go func() {
+		var out, errOut bytes.Buffer
+		code := cmdLoadtest(context.Background(), []string{url, "-d", "30s", "-c", "2"}, &out, &errOut)
+		done <- result{code, out.String(), errOut.String()}
+	}()
+	// cmdLoadtest catches SIGINT before its first request: once the server
+	// has seen some, the signal cannot kill the test binary.
+	deadline := time.Now().Add(10 * time.Second)
+	for served.Load() < 10 {
+		if time.Now().After(deadline) {
+			t.Fatal("no requests within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	if err := syscall.Kill(syscall.Getpid(), syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("returned %v after SIGINT", took)
+		}
+		if r.code != exitOK || !strings.Contains(r.out, "interrupted after") || !strings.Contains(r.out, "Status    200: ") {
+			t.Errorf("exit %d stderr %q, report:\n%s", r.code, r.err, r.out)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("still running 10s after SIGINT")
+	}
+}
