@@ -35,7 +35,7 @@
 // report gives requests per worker, Jain's fairness index (Σx)²/(n·Σx²)
 // over the n workers seen, and a verdict: "balanced", or "skewed: worker W
 // served P%" (naming the worker furthest from its fair share) when the
-// index is below FairnessThreshold (0.9) or one worker served more than
+// index is below FairnessThreshold (0.95) or one worker served more than
 // MaxShareFactor (1.5) times its fair share; "one worker:
 // ..." when only one answered, and VerdictUnknown when no response carried
 // the header.

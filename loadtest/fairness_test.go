@@ -41,8 +41,10 @@ func TestLoadtestVerdict(t *testing.T) {
 		{"noise", map[string]int64{"1": 110, "2": 95, "3": 100, "4": 95}, "balanced"},
 		{"60/40 on two", map[string]int64{"1": 60, "2": 40}, "balanced"},
 		{"hot worker", map[string]int64{"1": 10, "2": 10, "3": 70, "4": 10}, "skewed: worker 3 served 70%"},
-		// Twice its share among 8 passes the index (0.92) but not the share rule.
-		{"hot among 8", map[string]int64{"1": 2, "2": 1, "3": 1, "4": 1, "5": 1, "6": 1, "7": 1, "8": 1}, "skewed: worker 1 served 22%"},
+		// 1.56 times its share among 8 passes the index (0.957) but not the share rule.
+		{"hot among 8", map[string]int64{"1": 17, "2": 10, "3": 10, "4": 10, "5": 10, "6": 10, "7": 10, "8": 10}, "skewed: worker 1 served 20%"},
+		{"2:1 on two", map[string]int64{"1": 66, "2": 34}, "skewed: worker 1 served 66%"},
+		{"35/25/20/20", map[string]int64{"1": 35, "2": 25, "3": 20, "4": 20}, "skewed: worker 1 served 35%"},
 		// No worker above 1.5x its share, but one starved: the index catches it.
 		{"starved", map[string]int64{"1": 33, "2": 33, "3": 33, "4": 1}, "skewed: worker 4 served 1%"},
 		{"names", map[string]int64{"b": 1, "a": 9}, "skewed: worker a served 90%"},

@@ -69,7 +69,7 @@ func (r *Result) WriteText(w io.Writer, tty bool) error {
 		fmt.Fprintf(bw, "Latency   %-9s%-9s%-9s%-9s%-9s%-9s%-9s%s\n", "min", "mean", "p50", "p90", "p95", "p99", "p99.9", "max")
 		fmt.Fprintf(bw, "          %-9s%-9s%-9s%-9s%-9s%-9s%-9s%s\n", fmtDur(l.Min), fmtDur(l.Mean), fmtDur(l.P50),
 			fmtDur(l.P90), fmtDur(l.P95), fmtDur(l.P99), fmtDur(l.P999), fmtDur(l.Max))
-		if tty {
+		if tty && r.hist != nil {
 			fmt.Fprintln(bw)
 			r.writeHistogram(bw)
 		}
