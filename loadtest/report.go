@@ -80,7 +80,11 @@ func (r *Result) WriteText(w io.Writer, tty bool) error {
 	if len(d.Workers) == 0 {
 		fmt.Fprintf(bw, "Workers   %s\n", d.Verdict)
 	} else {
-		fmt.Fprintf(bw, "Workers   %s (Jain's fairness index %.3f over %d workers)\n", d.Verdict, d.Fairness, len(d.Workers))
+		plural := "s"
+		if len(d.Workers) == 1 {
+			plural = ""
+		}
+		fmt.Fprintf(bw, "Workers   %s (Jain's fairness index %.3f over %d worker%s)\n", d.Verdict, d.Fairness, len(d.Workers), plural)
 		for i, wc := range d.Workers {
 			if i == maxWorkerLines {
 				fmt.Fprintf(bw, "          … and %d more\n", len(d.Workers)-i)
