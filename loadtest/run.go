@@ -64,29 +64,26 @@ func Run(ctx context.Context, cfg Config, progress func(Progress)) (*Result, err
 	}
 	cfg = t.cfg
 
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if cfg.Duration > 0 {
-		runCtx, cancel = context.WithTimeout(ctx, cfg.Duration)
-		defer cancel()
-	}
-
 	n := cfg.Concurrency
 	if cfg.Requests > 0 && int64(n) > cfg.Requests {
 		n = int(cfg.Requests)
 	}
-	r := &runner{
-		t:    t,
-		ctx:  runCtx,
-		hist: newHistogram(cfg.Timeout),
-	}
+	r := &runner{t: t, hist: newHistogram(cfg.Timeout)}
 	r.maxLatency = r.hist.HighestTrackableValue()
 	workers := make([]*worker, n)
 	for i := range workers {
 		workers[i] = newWorker(r)
 	}
 
+	// The deadline counts from start, as Elapsed and Result.Duration do.
 	start := time.Now()
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if cfg.Duration > 0 {
+		runCtx, cancel = context.WithDeadline(ctx, start.Add(cfg.Duration))
+		defer cancel()
+	}
+	r.ctx = runCtx
 	var wg sync.WaitGroup
 	for _, w := range workers {
 		wg.Go(w.run)
