@@ -125,9 +125,15 @@ func Run(ctx context.Context, cfg Config, progress func(Progress)) (*Result, err
 		Duration: elapsed,
 		hist:     r.hist,
 	}
-	// Interrupted: ctx ended the run, not the count or duration.
-	res.Interrupted = ctx.Err() != nil
 	res.merge(workers)
+	// Interrupted: ctx ended the run before its count or duration did.
+	if ctx.Err() != nil {
+		if cfg.Requests > 0 {
+			res.Interrupted = res.Requests < cfg.Requests
+		} else {
+			res.Interrupted = elapsed < cfg.Duration
+		}
+	}
 	return res, nil
 }
 

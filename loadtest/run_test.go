@@ -118,15 +118,20 @@ func TestLoadtestDuration(t *testing.T) {
 // Requests still in flight when the duration ends are cut off, not counted
 // as errors.
 func TestLoadtestDurationCutsOffInFlight(t *testing.T) {
+	var served atomic.Int64
 	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
 		select {
 		case <-time.After(300 * time.Millisecond):
 		case <-r.Context().Done():
 		}
 	})
 	res := run(t, Config{URL: s.URL, Duration: 500 * time.Millisecond, Concurrency: 3})
-	if res.Requests != 3 || res.Errors.Total() != 0 {
-		t.Errorf("got %d requests, errors %+v; want 3 (one round), none", res.Requests, res.Errors)
+	if res.Requests > 3 || res.Errors.Total() != 0 {
+		t.Errorf("got %d requests, errors %+v; want at most one round of 3, no errors", res.Requests, res.Errors)
+	}
+	if served.Load() <= res.Requests {
+		t.Errorf("server saw %d requests, report counts %d: want the cut-off ones seen but not counted", served.Load(), res.Requests)
 	}
 	if res.Duration > 2*time.Second {
 		t.Errorf("run took %v, want the in-flight requests aborted at 500ms", res.Duration)
@@ -459,7 +464,7 @@ func TestLoadtestProgress(t *testing.T) {
 	s := newServer(t, func(w http.ResponseWriter, r *http.Request) { time.Sleep(time.Millisecond) })
 	var calls []Progress
 	var inCall atomic.Bool
-	res, err := Run(context.Background(), Config{URL: s.URL, Duration: 350 * time.Millisecond, Concurrency: 2}, func(p Progress) {
+	res, err := Run(context.Background(), Config{URL: s.URL, Duration: 450 * time.Millisecond, Concurrency: 2}, func(p Progress) {
 		if inCall.Swap(true) {
 			t.Error("progress called concurrently")
 		}
@@ -470,10 +475,10 @@ func TestLoadtestProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(calls) < 3 {
-		t.Fatalf("progress called %d times in 350ms, want about every 100ms", len(calls))
+		t.Fatalf("progress called %d times in 450ms, want about every 100ms", len(calls))
 	}
 	last := calls[len(calls)-1]
-	if last.Done != res.Requests || last.Duration != 350*time.Millisecond || last.Fraction() != 1 {
+	if last.Done != res.Requests || last.Duration != 450*time.Millisecond || last.Fraction() != 1 {
 		t.Errorf("last progress %+v (fraction %v), want done %d and fraction 1", last, last.Fraction(), res.Requests)
 	}
 	for i := 1; i < len(calls); i++ {
