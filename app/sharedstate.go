@@ -155,24 +155,24 @@ func decodeSetBody(w http.ResponseWriter, r *http.Request) (key string, value js
 			fmt.Sprintf("request body is larger than %d bytes: the value may be at most %d bytes of JSON", maxSharedBody, MaxSharedValue))
 		return "", nil, false
 	case errors.Is(err, io.EOF):
-		writeError(w, http.StatusBadRequest, `request body is empty: want {"key": "...", "value": <any JSON>}`)
+		writeError(w, http.StatusBadRequest, `request body is empty: want {"key": "...", "value": any JSON}`)
 		return "", nil, false
 	case errors.As(err, &typeErr) && typeErr.Field == "key":
 		writeError(w, http.StatusBadRequest, "key must be a JSON string")
 		return "", nil, false
 	case errors.As(err, &typeErr):
-		writeError(w, http.StatusBadRequest, `request body must be a JSON object: {"key": "...", "value": <any JSON>}`)
+		writeError(w, http.StatusBadRequest, `request body must be a JSON object: {"key": "...", "value": any JSON}`)
 		return "", nil, false
 	default:
 		writeError(w, http.StatusBadRequest, "malformed JSON body: "+err.Error())
 		return "", nil, false
 	}
 	if req.Key == nil {
-		writeError(w, http.StatusBadRequest, `missing "key": want {"key": "...", "value": <any JSON>}`)
+		writeError(w, http.StatusBadRequest, `missing "key": want {"key": "...", "value": any JSON}`)
 		return "", nil, false
 	}
 	if req.Value == nil {
-		writeError(w, http.StatusBadRequest, `missing "value": want {"key": "...", "value": <any JSON>}`)
+		writeError(w, http.StatusBadRequest, `missing "value": want {"key": "...", "value": any JSON}`)
 		return "", nil, false
 	}
 	if msg := validKey(*req.Key); msg != "" {
@@ -208,14 +208,15 @@ func (s *sharedState) set(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, "set", full, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"worker":  s.a.ref(),
-		"action":  "stored",
-		"backend": st.Backend(),
-		"key":     full,
-		"value":   value,
-		"message": fmt.Sprintf("Stored %s in shared state: every worker now reads this value", full),
-	})
+	writeJSON(w, http.StatusOK, struct {
+		Worker  workerRef       `json:"worker"`
+		Action  string          `json:"action"`
+		Backend string          `json:"backend"`
+		Key     string          `json:"key"`
+		Value   json.RawMessage `json:"value"`
+		Message string          `json:"message"`
+	}{s.a.ref(), "stored", st.Backend(), full, value,
+		fmt.Sprintf("Stored %s in shared state: every worker now reads this value", full)})
 }
 
 // pathKey returns the {key} of the request, or answers 400 and returns "".
@@ -229,13 +230,13 @@ func pathKey(w http.ResponseWriter, r *http.Request) string {
 }
 
 func (s *sharedState) notFound(w http.ResponseWriter, full string) {
-	writeJSON(w, http.StatusNotFound, map[string]any{
-		"worker":  s.a.ref(),
-		"key":     full,
-		"found":   false,
-		"error":   "key not found",
-		"message": fmt.Sprintf("No value under %s in shared state", full),
-	})
+	writeJSON(w, http.StatusNotFound, struct {
+		Worker  workerRef `json:"worker"`
+		Key     string    `json:"key"`
+		Found   bool      `json:"found"`
+		Error   string    `json:"error"`
+		Message string    `json:"message"`
+	}{s.a.ref(), full, false, "key not found", fmt.Sprintf("No value under %s in shared state", full)})
 }
 
 func (s *sharedState) get(w http.ResponseWriter, r *http.Request) {
@@ -263,13 +264,13 @@ func (s *sharedState) get(w http.ResponseWriter, r *http.Request) {
 	if !json.Valid(v) {
 		value = string(v) // written by something else than these routes
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"worker":  s.a.ref(),
-		"key":     full,
-		"value":   value,
-		"found":   true,
-		"message": fmt.Sprintf("Read %s from shared state: the same value on every worker", full),
-	})
+	writeJSON(w, http.StatusOK, struct {
+		Worker  workerRef `json:"worker"`
+		Key     string    `json:"key"`
+		Value   any       `json:"value"`
+		Found   bool      `json:"found"`
+		Message string    `json:"message"`
+	}{s.a.ref(), full, value, true, fmt.Sprintf("Read %s from shared state: the same value on every worker", full)})
 }
 
 func (s *sharedState) delete(w http.ResponseWriter, r *http.Request) {
@@ -312,9 +313,9 @@ func (s *sharedState) counter(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, "incr", CounterKey, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"worker":  s.a.ref(),
-		"counter": n,
-		"backend": st.Backend(),
-	})
+	writeJSON(w, http.StatusOK, struct {
+		Worker  workerRef `json:"worker"`
+		Counter int64     `json:"counter"`
+		Backend string    `json:"backend"`
+	}{s.a.ref(), n, st.Backend()})
 }
