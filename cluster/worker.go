@@ -150,17 +150,32 @@ func NewServer(h http.Handler) *http.Server {
 }
 
 // Serve serves h on the worker's listener, tells the primary it is ready,
-// and when ctx is done stops accepting and lets in-flight requests finish
-// (http.Server.Shutdown) within the time the primary allowed. It returns
-// nil after a clean drain.
+// and when ctx is done drains: it stops accepting, answers every request on
+// the connections it already accepted (each closed after its next
+// response), and returns nil once they are all closed, or closes them when
+// the time the primary allowed runs out.
+//
+// It does not drain with http.Server.Shutdown alone: Shutdown drops a
+// request that arrives on an accepted connection after it began, without
+// an answer, which under load loses requests at every reload.
 func (w *Worker) Serve(ctx context.Context, h http.Handler) error {
 	counted := http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		w.requests.Add(1)
 		h.ServeHTTP(rw, r)
 	})
 	srv := NewServer(counted)
+	var open atomic.Int64 // accepted connections not yet closed
+	srv.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	ln := &onceCloseListener{Listener: w.ln}
 	errC := make(chan error, 1)
-	go func() { errC <- srv.Serve(w.ln) }()
+	go func() { errC <- srv.Serve(ln) }()
 	w.Ready()
 	select {
 	case err := <-errC:
@@ -170,13 +185,37 @@ func (w *Worker) Serve(ctx context.Context, h http.Handler) error {
 	w.mu.Lock()
 	timeout := w.drainTimeout
 	w.mu.Unlock()
-	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	deadline := time.Now().Add(timeout)
+
+	ln.Close()                      // stop accepting; the other workers take new connections
+	<-errC                          // every accepted connection is now counted in open
+	srv.SetKeepAlivesEnabled(false) // closes idle connections; busy ones close after their response
+	for open.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if open.Load() > 0 {
+		srv.Close()
+		w.log.Warn("drain timed out; closed remaining connections", "timeout", timeout, "connections", open.Load())
+		return nil
+	}
+	sctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close()
-		w.log.Warn("drain timed out; closed remaining connections", "timeout", timeout)
 	}
 	return nil
+}
+
+// onceCloseListener lets Serve and the drain both close the listener.
+type onceCloseListener struct {
+	net.Listener
+	once sync.Once
+	err  error
+}
+
+func (l *onceCloseListener) Close() error {
+	l.once.Do(func() { l.err = l.Listener.Close() })
+	return l.err
 }
 
 func (w *Worker) setDrainTimeout(d time.Duration) {

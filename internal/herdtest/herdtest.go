@@ -114,6 +114,34 @@ type Options struct {
 	// NoDefaults leaves out --port 0 --host 127.0.0.1 --log-format json,
 	// for tests of the configuration itself.
 	NoDefaults bool
+	// Binary runs this executable instead of the one Binary builds (see
+	// CopyBinary, for tests that deploy a new binary over a running one).
+	Binary string
+}
+
+// CopyBinary copies the built herd binary into dir and returns its path.
+func CopyBinary(t testing.TB, dir string) string {
+	t.Helper()
+	dst := filepath.Join(dir, "herd")
+	Deploy(t, Binary(t), dst)
+	return dst
+}
+
+// Deploy puts the file src at dst the way a deploy should, so that a
+// running dst is not disturbed: written beside it, then renamed over it.
+func Deploy(t testing.TB, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := dst + ".new"
+	if err := os.WriteFile(tmp, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Start runs "herd <args...>" with --port 0 --host 127.0.0.1 --log-format
@@ -121,7 +149,10 @@ type Options struct {
 // WaitListening or WaitReady before sending requests.
 func Start(t testing.TB, opts Options, args ...string) *Proc {
 	t.Helper()
-	bin := Binary(t)
+	bin := opts.Binary
+	if bin == "" {
+		bin = Binary(t)
+	}
 	if !opts.NoDefaults {
 		args = append(args, "--port", "0", "--host", "127.0.0.1", "--log-format", "json")
 	}
