@@ -99,6 +99,11 @@ type Options struct {
 	// actually listened on (ControlSocketPath). A stale socket file left by
 	// a dead primary is replaced; a live one is an error.
 	ControlSocket string
+
+	// OnHandover, if set, runs in the primary once a binary upgrade has
+	// succeeded, before it drains its own workers: release what the new
+	// primary must take over (a database file lock). It must not block.
+	OnHandover func()
 }
 
 // ControlSocketAuto as Options.ControlSocket puts the control socket at

@@ -18,6 +18,15 @@ import (
 // upgrade: it inherits the listening socket instead of opening it.
 const EnvUpgradeFrom = "HERD_UPGRADE_FROM"
 
+// IsUpgrade reports whether this process is a primary started by another
+// one for a binary upgrade (before Run has taken over the sockets): what
+// the old primary holds, such as a database file lock, it releases only
+// once this one is ready.
+func IsUpgrade() bool {
+	_, ok := os.LookupEnv(EnvUpgradeFrom)
+	return ok && !IsWorker()
+}
+
 // envUpgradeWorkers tells a new primary how many workers the old one ran.
 const envUpgradeWorkers = "HERD_UPGRADE_WORKERS"
 
@@ -134,6 +143,9 @@ func (p *primary) onUpgrade(e evUpgrade) {
 	}
 	p.log.Info("upgrade: new primary ready; handing over", "new_pid", e.pid)
 	p.handedOver = true
+	if p.opts.OnHandover != nil {
+		p.opts.OnHandover()
+	}
 	if p.ctl != nil {
 		p.ctl.Close() // the new primary holds the same socket now
 	}

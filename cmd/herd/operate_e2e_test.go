@@ -356,4 +356,3 @@ func TestControlCommandsWithoutAPrimary(t *testing.T) {
 		t.Errorf("herd scale 0: exit %d, %q; want exit 2 and one line", c.ProcessState.ExitCode(), out)
 	}
 }
-

@@ -9,11 +9,13 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/herd-go/herd/app"
 	"github.com/herd-go/herd/cluster"
 	"github.com/herd-go/herd/internal/listen"
+	"github.com/herd-go/herd/store"
 )
 
 const serveUsage = `usage: herd [serve] [flags]
@@ -57,16 +59,76 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		opts.ControlSocket = cluster.ControlSocketAuto
 	}
 	if !cluster.IsWorker() {
-		log.Info("starting herd", "mode", cfg.Mode, "app_env", cfg.AppEnv, "workers", opts.Workers)
+		// A port in use is a bad setting like any other: one line and
+		// nothing before it. (An upgraded primary inherits its socket.)
+		if os.Getenv(cluster.EnvUpgradeFrom) == "" {
+			if ln, err := listen.TCP(opts.Addr); errors.Is(err, listen.ErrInUse) {
+				fmt.Fprintln(stderr, portInUse(cfg, opts.Addr))
+				return exitUsage
+			} else if err == nil {
+				ln.Close()
+			}
+		}
+	}
+	if cfg.RedisURL != "" {
+		if err := checkRedisURL(cfg.RedisURL); err != nil {
+			fmt.Fprintf(stderr, "herd: %v\n", err)
+			return exitUsage
+		}
+	}
+	// The embedded store lives in the primary (or, with --cluster off, in
+	// the one process); with Redis every worker connects itself.
+	var local store.Store
+	if cfg.RedisURL == "" && !cluster.IsWorker() {
+		var released atomic.Bool
+		if cluster.IsUpgrade() && cfg.StateFile != "" {
+			late := openLate(ctx, cfg, log)
+			defer late.Close()
+			opts.Calls = primaryCalls(late.get, &released)
+			opts.OnHandover = func() { released.Store(true); late.Close() }
+		} else {
+			st, err := openEmbedded(cfg)
+			if err != nil {
+				fmt.Fprintf(stderr, "herd: %v\n", err)
+				return exitUsage
+			}
+			defer st.Close()
+			local = st
+			opts.Calls = primaryCalls(func(context.Context) (store.Store, error) { return st, nil }, &released)
+			opts.OnHandover = func() { released.Store(true); st.Close() }
+		}
+	}
+	if !cluster.IsWorker() {
+		backend := "redis " + store.RedactURL(cfg.RedisURL)
+		if cfg.RedisURL == "" {
+			backend = "embedded (memory: gone when the primary stops)"
+			if cfg.StateFile != "" {
+				backend = "embedded (bbolt " + cfg.StateFile + ")"
+			}
+		}
+		log.Info("starting herd", "mode", cfg.Mode, "app_env", cfg.AppEnv, "workers", opts.Workers, "shared_state", backend)
 	}
 	err = cluster.Run(ctx, opts, func(ctx context.Context, w *cluster.Worker) error {
 		var c app.Cluster
+		st := local // --cluster off: the store is in this process
+		switch {
+		case cfg.RedisURL != "":
+			rs, err := store.NewRedis(cfg.RedisURL, store.RedisOptions{})
+			if err != nil {
+				return err
+			}
+			defer rs.Close()
+			st = rs
+		case w.ID != 0:
+			st = store.NewRemote(w)
+		}
 		if w.ID != 0 {
 			c = workerLister{w}
 		}
 		a := app.New(app.Options{
 			WorkerID:    w.ID,
 			Cluster:     c,
+			Store:       st,
 			EnableCrash: cfg.EnableCrash,
 			Logger:      w.Logger(),
 		})
@@ -83,12 +145,16 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "herd: %v: unset %s to run herd normally\n", err, cluster.EnvWorkerID)
 		return exitUsage
 	case errors.Is(err, listen.ErrInUse):
-		fmt.Fprintf(stderr, "herd: invalid --port/PORT %d: %s is already in use; choose another port or stop what is using it\n", cfg.Port, opts.Addr)
+		fmt.Fprintln(stderr, portInUse(cfg, opts.Addr))
 		return exitUsage
 	default:
 		fmt.Fprintf(stderr, "herd: %v\n", err)
 		return exitFail
 	}
+}
+
+func portInUse(cfg serveConfig, addr string) string {
+	return fmt.Sprintf("herd: invalid --port/PORT %d: %s is already in use; choose another port or stop what is using it", cfg.Port, addr)
 }
 
 // workerCount applies the mode: manual runs what was asked, auto one per
