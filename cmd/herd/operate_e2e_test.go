@@ -111,13 +111,7 @@ func (l *load) finish(t *testing.T) {
 func (l *load) waitRequests(t *testing.T, _ *herdtest.Proc, n int64) {
 	t.Helper()
 	target := l.ok.Load() + n
-	deadline := time.Now().Add(20 * time.Second)
-	for l.ok.Load() < target {
-		if time.Now().After(deadline) {
-			t.Fatalf("the load made no progress: %d more requests in 20s, want %d (failed so far: %d)", l.ok.Load()-target+n, n, l.failed.Load())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	herdtest.WaitUntil(t, 20*time.Second, fmt.Sprintf("%d more requests under load", n), func() bool { return l.ok.Load() >= target })
 }
 
 // herdCmd runs a herd subcommand against the cluster's control socket.
