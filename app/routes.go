@@ -190,8 +190,16 @@ func (a *App) workers(w http.ResponseWriter, r *http.Request) {
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
 	err := dec.Decode(v)
-	if err == nil && dec.More() {
-		err = errors.New("unexpected data after the JSON object")
+	if err == nil {
+		// Only whitespace may follow, and it counts against the limit too
+		// (dec.More would hide a MaxBytesError behind "no more").
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errors.New("unexpected data after the JSON object")
+			var tooBig *http.MaxBytesError
+			if errors.As(terr, &tooBig) {
+				err = terr
+			}
+		}
 	}
 	if err == nil {
 		return true
@@ -267,12 +275,20 @@ func (a *App) crash(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	io.Copy(io.Discard, io.LimitReader(r.Body, MaxBody)) // an unread body would turn our close into a reset
-	w.Header().Set("Connection", "close")
-	writeJSON(w, http.StatusOK, map[string]any{
+	body, _ := json.Marshal(map[string]any{
 		"message":  fmt.Sprintf("Worker %d (PID: %d) is crashing... the primary will replace it", a.opts.WorkerID, a.pid),
 		"workerId": a.opts.WorkerID,
 		"pid":      a.pid,
 	})
+	// A Content-Length makes the response complete once flushed: with the
+	// chunked encoding, the final chunk is only written after the handler
+	// returns, which it never does here.
+	h := w.Header()
+	h.Set("Connection", "close")
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(len(body)+1))
+	w.WriteHeader(http.StatusOK)
+	w.Write(append(body, '\n'))
 	_ = http.NewResponseController(w).Flush()
 	a.opts.Logger.Warn("crashing on request", "reason", "POST /cluster/crash")
 	a.opts.Exit(1)
