@@ -174,3 +174,45 @@ func TestWorkersServeAndReachThePrimary(t *testing.T) {
 		t.Fatalf("GET /call: %d %s, want the primary's reply relayed", resp.StatusCode, body)
 	}
 }
+
+// A burst of new keep-alive connections must not all land on the worker
+// that happened to wake first (the skew users of shared-socket servers
+// complain about).
+func TestBurstOfConnectionsIsSpreadOverWorkers(t *testing.T) {
+	l, _ := startPrimary(t, cluster.Options{Workers: 2}, "serve")
+	waitFor(t, 30*time.Second, "all workers ready", func() bool { return len(l.records("all workers ready")) > 0 })
+	addr := l.records("listening")[0]["addr"].(string)
+	for round := range 3 {
+		const conns = 100
+		perWorker := map[string]int{}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// One connection each: a client of its own.
+				c := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
+				resp, err := c.Get("http://" + addr + "/")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				var id string
+				fmt.Sscanf(string(body), "worker %s", &id)
+				mu.Lock()
+				perWorker[id]++
+				mu.Unlock()
+				c.CloseIdleConnections()
+			}()
+		}
+		wg.Wait()
+		for _, id := range []string{"1", "2"} {
+			if perWorker[id] < conns/10 {
+				t.Errorf("round %d: worker %s took %d of %d simultaneous connections (%v); want each worker to take a fair part", round+1, id, perWorker[id], conns, perWorker)
+			}
+		}
+	}
+}

@@ -173,7 +173,7 @@ func (w *Worker) Serve(ctx context.Context, h http.Handler) error {
 			open.Add(-1)
 		}
 	}
-	ln := &onceCloseListener{Listener: w.ln}
+	ln := &onceCloseListener{Listener: &fairListener{Listener: w.ln, open: &open}}
 	errC := make(chan error, 1)
 	go func() { errC <- srv.Serve(ln) }()
 	w.Ready()
@@ -204,6 +204,33 @@ func (w *Worker) Serve(ctx context.Context, h http.Handler) error {
 		srv.Close()
 	}
 	return nil
+}
+
+// fairListener spreads connections over the workers. Every worker waits
+// on the same socket and the first to wake takes the connection; left
+// alone, one worker can take a whole burst of new keep-alive connections
+// and serve them all while its siblings idle. So before accepting, a
+// worker that already holds connections waits a moment, longer the more it
+// holds, and a worker with fewer wins the next one. Connections stay in the
+// shared queue meanwhile: none is lost if this worker exits.
+type fairListener struct {
+	net.Listener
+	open *atomic.Int64 // connections this worker holds
+}
+
+// Past fairFreeConns held connections, a worker waits fairDelayPerConn
+// per further one, at most fairDelayMax, before it accepts.
+const (
+	fairFreeConns    = 4
+	fairDelayPerConn = 5 * time.Microsecond
+	fairDelayMax     = time.Millisecond
+)
+
+func (l *fairListener) Accept() (net.Conn, error) {
+	if n := l.open.Load() - fairFreeConns; n > 0 {
+		time.Sleep(min(time.Duration(n)*fairDelayPerConn, fairDelayMax))
+	}
+	return l.Listener.Accept()
 }
 
 // onceCloseListener lets Serve and the drain both close the listener.
