@@ -1,0 +1,376 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// envMap is an injected environment.
+func envMap(kv map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := kv[k]; return v, ok }
+}
+
+// writeDotenv writes a .env file into a fresh directory and returns its path.
+func writeDotenv(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), ".env")
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// noDotenv is a .env path that does not exist.
+func noDotenv(t *testing.T) string { return filepath.Join(t.TempDir(), ".env") }
+
+func mustLoad(t *testing.T, args []string, env map[string]string, dotenvPath string) serveConfig {
+	t.Helper()
+	c, rest, err := loadServeConfig(args, envMap(env), dotenvPath)
+	if err != nil {
+		t.Fatalf("loadServeConfig(%q): %v", args, err)
+	}
+	if len(rest) > 0 {
+		t.Fatalf("loadServeConfig(%q): unexpected positional %q", args, rest)
+	}
+	return c
+}
+
+func TestServeConfigDefaults(t *testing.T) {
+	c := mustLoad(t, nil, nil, noDotenv(t))
+	for _, f := range []struct {
+		name      string
+		got, want any
+	}{
+		{"port", c.Port, 3000},
+		{"host", c.Host, ""},
+		{"cluster", c.Mode, modeAuto},
+		{"workers", c.Workers, 0},
+		{"app-env", c.AppEnv, "production"},
+		{"shutdown-timeout", c.ShutdownTimeout, 30 * time.Second},
+		{"log-format", c.LogFormat, "text"},
+		{"enable-crash-endpoint", c.EnableCrash, false},
+	} {
+		if f.got != f.want {
+			t.Errorf("default %s = %v, want %v", f.name, f.got, f.want)
+		}
+	}
+}
+
+// TestServeConfigPrecedence: for each setting, a .env value beats the
+// default, the environment beats .env, and a flag beats the environment.
+func TestServeConfigPrecedence(t *testing.T) {
+	for _, tc := range []struct {
+		env, flag             string
+		dotenv, envVal, flagV string
+		field                 func(serveConfig) any
+		wantDot, wantEnv      any
+		wantFlag              any
+	}{
+		{"PORT", "--port", "4000", "5000", "6000",
+			func(c serveConfig) any { return c.Port }, 4000, 5000, 6000},
+		{"HOST", "--host", "10.0.0.1", "127.0.0.2", "::1",
+			func(c serveConfig) any { return c.Host }, "10.0.0.1", "127.0.0.2", "::1"},
+		{"CLUSTER_WORKERS", "--workers", "2", "3", "4",
+			func(c serveConfig) any { return c.Workers }, 2, 3, 4},
+		{"CLUSTER_MODE", "--cluster", "off", "auto", "off",
+			func(c serveConfig) any { return c.Mode }, modeOff, modeAuto, modeOff},
+		{"APP_ENV", "--app-env", "development", "production", "development",
+			func(c serveConfig) any { return c.AppEnv }, "development", "production", "development"},
+		{"SHUTDOWN_TIMEOUT", "--shutdown-timeout", "5s", "1m", "250ms",
+			func(c serveConfig) any { return c.ShutdownTimeout }, 5 * time.Second, time.Minute, 250 * time.Millisecond},
+		{"LOG_FORMAT", "--log-format", "json", "text", "json",
+			func(c serveConfig) any { return c.LogFormat }, "json", "text", "json"},
+		{"ENABLE_CRASH_ENDPOINT", "--enable-crash-endpoint=true", "true", "false", "",
+			func(c serveConfig) any { return c.EnableCrash }, true, false, true},
+	} {
+		t.Run(tc.env, func(t *testing.T) {
+			dot := writeDotenv(t, tc.env+"="+tc.dotenv+"\n")
+			if got := tc.field(mustLoad(t, nil, nil, dot)); got != tc.wantDot {
+				t.Errorf(".env %s=%s: got %v, want %v", tc.env, tc.dotenv, got, tc.wantDot)
+			}
+			env := map[string]string{tc.env: tc.envVal}
+			if got := tc.field(mustLoad(t, nil, env, dot)); got != tc.wantEnv {
+				t.Errorf("env %s=%s over .env: got %v, want %v", tc.env, tc.envVal, got, tc.wantEnv)
+			}
+			args := []string{tc.flag}
+			if tc.flagV != "" {
+				args = append(args, tc.flagV)
+			}
+			if got := tc.field(mustLoad(t, args, env, dot)); got != tc.wantFlag {
+				t.Errorf("flag %q over env: got %v, want %v", args, got, tc.wantFlag)
+			}
+		})
+	}
+}
+
+func TestServeConfigModes(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		args        []string
+		env, dotenv map[string]string
+		mode        string
+		workers     int
+	}{
+		{"auto by default", nil, nil, nil, modeAuto, 0},
+		{"--workers implies manual", []string{"--workers", "3"}, nil, nil, modeManual, 3},
+		{"CLUSTER_WORKERS implies manual", nil, map[string]string{"CLUSTER_WORKERS": "5"}, nil, modeManual, 5},
+		{"explicit manual", []string{"--cluster", "manual", "--workers", "2"}, nil, nil, modeManual, 2},
+		{"--workers beats auto", []string{"--cluster", "auto", "--workers", "2"}, nil, nil, modeManual, 2},
+		{"off ignores workers", []string{"--cluster", "off", "--workers", "3"}, nil, nil, modeOff, 0},
+		{"mode is case-insensitive", []string{"--cluster", " OFF "}, nil, nil, modeOff, 0},
+		{"CLUSTER_ENABLED=false", nil, map[string]string{"CLUSTER_ENABLED": "false"}, nil, modeOff, 0},
+		{"CLUSTER_ENABLED=0 in .env", nil, nil, map[string]string{"CLUSTER_ENABLED": "0"}, modeOff, 0},
+		{"CLUSTER_ENABLED=true keeps auto", nil, map[string]string{"CLUSTER_ENABLED": "true"}, nil, modeAuto, 0},
+		{"CLUSTER_ENABLED=false beats CLUSTER_MODE", nil, map[string]string{"CLUSTER_ENABLED": "false", "CLUSTER_MODE": "auto"}, nil, modeOff, 0},
+		{"--cluster beats CLUSTER_ENABLED=false", []string{"--cluster", "auto"}, map[string]string{"CLUSTER_ENABLED": "false"}, nil, modeAuto, 0},
+		{"--workers beats CLUSTER_ENABLED=false", []string{"--workers", "2"}, map[string]string{"CLUSTER_ENABLED": "false"}, nil, modeManual, 2},
+		{"--workers beats CLUSTER_MODE=off", []string{"--workers", "2"}, map[string]string{"CLUSTER_MODE": "off"}, nil, modeManual, 2},
+		{"--workers beats .env CLUSTER_MODE=off", []string{"--workers", "2"}, nil, map[string]string{"CLUSTER_MODE": "off"}, modeManual, 2},
+		{"CLUSTER_ENABLED=false beats CLUSTER_WORKERS", nil, map[string]string{"CLUSTER_ENABLED": "false", "CLUSTER_WORKERS": "2"}, nil, modeOff, 0},
+		{"CLUSTER_MODE=off beats CLUSTER_WORKERS", nil, map[string]string{"CLUSTER_MODE": "off", "CLUSTER_WORKERS": "2"}, nil, modeOff, 0},
+		{"--enable-crash-endpoint alone", []string{"--enable-crash-endpoint"}, nil, nil, modeAuto, 0},
+		{"env CLUSTER_ENABLED beats .env", nil, map[string]string{"CLUSTER_ENABLED": "true"}, map[string]string{"CLUSTER_ENABLED": "false"}, modeAuto, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b strings.Builder
+			for k, v := range tc.dotenv {
+				b.WriteString(k + "=" + v + "\n")
+			}
+			c := mustLoad(t, tc.args, tc.env, writeDotenv(t, b.String()))
+			if c.Mode != tc.mode || c.Workers != tc.workers {
+				t.Errorf("mode %q workers %d, want %q %d", c.Mode, c.Workers, tc.mode, tc.workers)
+			}
+		})
+	}
+}
+
+// TestWorkerCount pretends to have 8 usable cores: auto runs 8 in
+// production, 2 in development; manual runs what was asked; off runs one.
+func TestWorkerCount(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(8))
+	for _, tc := range []struct {
+		cfg  serveConfig
+		want int
+	}{
+		{serveConfig{Mode: modeAuto, AppEnv: "production"}, 8},
+		{serveConfig{Mode: modeAuto, AppEnv: "development"}, 2},
+		{serveConfig{Mode: modeManual, Workers: 5, AppEnv: "development"}, 5},
+		{serveConfig{Mode: modeManual, Workers: 3, AppEnv: "production"}, 3},
+		{serveConfig{Mode: modeOff, AppEnv: "production"}, 1},
+	} {
+		if got := workerCount(tc.cfg); got != tc.want {
+			t.Errorf("workerCount(%+v) = %d, want %d", tc.cfg, got, tc.want)
+		}
+	}
+	runtime.GOMAXPROCS(1)
+	if got := workerCount(serveConfig{Mode: modeAuto, AppEnv: "development"}); got != 1 {
+		t.Errorf("one core in development: %d workers, want 1", got)
+	}
+	// And through the configuration, as a user sets it.
+	runtime.GOMAXPROCS(8)
+	c := mustLoad(t, nil, map[string]string{"APP_ENV": "development"}, noDotenv(t))
+	if got := workerCount(c); got != 2 {
+		t.Errorf("APP_ENV=development on 8 cores: %d workers, want 2", got)
+	}
+}
+
+func TestServeConfigFlagsAnywhere(t *testing.T) {
+	for _, args := range [][]string{
+		{"--port", "4100", "--workers", "2", "extra"},
+		{"extra", "--port", "4100", "--workers", "2"},
+		{"--port", "4100", "extra", "--workers", "2"},
+		{"-port=4100", "extra", "-workers=2"},
+		{"--port=4100", "--workers=2", "extra"},
+	} {
+		c, rest, err := loadServeConfig(args, envMap(nil), noDotenv(t))
+		if err != nil {
+			t.Errorf("%q: %v", args, err)
+			continue
+		}
+		if c.Port != 4100 || c.Workers != 2 || !reflect.DeepEqual(rest, []string{"extra"}) {
+			t.Errorf("%q: port %d workers %d rest %q; want 4100 2 [extra]", args, c.Port, c.Workers, rest)
+		}
+	}
+}
+
+func TestServeConfigCrashFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want bool
+	}{
+		{nil, nil, false},
+		{[]string{"--enable-crash-endpoint"}, nil, true},
+		{[]string{"-enable-crash-endpoint"}, nil, true},
+		{[]string{"--enable-crash-endpoint=false"}, map[string]string{"ENABLE_CRASH_ENDPOINT": "true"}, false},
+		{nil, map[string]string{"ENABLE_CRASH_ENDPOINT": "1"}, true},
+		{nil, map[string]string{"ENABLE_CRASH_ENDPOINT": " TRUE "}, true},
+	} {
+		if got := mustLoad(t, tc.args, tc.env, noDotenv(t)).EnableCrash; got != tc.want {
+			t.Errorf("args %q env %v: EnableCrash = %v, want %v", tc.args, tc.env, got, tc.want)
+		}
+	}
+}
+
+func TestParseArgs(t *testing.T) {
+	for _, tc := range []struct {
+		args       []string
+		positional []string
+		port, host string
+		crash      bool
+	}{
+		{[]string{"a", "b"}, []string{"a", "b"}, "", "", false},
+		{[]string{"--port", "1", "a", "--host", "h", "b"}, []string{"a", "b"}, "1", "h", false},
+		{[]string{"a", "--enable-crash-endpoint", "b"}, []string{"a", "b"}, "", "", true},
+		{[]string{"a", "--", "--port", "2"}, []string{"a", "--port", "2"}, "", "", false},
+		{[]string{"--port", "3", "--", "-x"}, []string{"-x"}, "3", "", false},
+		{nil, nil, "", "", false},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		port := fs.String("port", "", "")
+		host := fs.String("host", "", "")
+		crash := fs.Bool("enable-crash-endpoint", false, "")
+		got, err := parseArgs(fs, tc.args)
+		if err != nil {
+			t.Errorf("parseArgs(%q): %v", tc.args, err)
+			continue
+		}
+		if !reflect.DeepEqual(got, tc.positional) || *port != tc.port || *host != tc.host || *crash != tc.crash {
+			t.Errorf("parseArgs(%q) = %q port=%q host=%q crash=%v; want %q %q %q %v",
+				tc.args, got, *port, *host, *crash, tc.positional, tc.port, tc.host, tc.crash)
+		}
+	}
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	if _, err := parseArgs(fs, []string{"a", "--bogus"}); err == nil || !strings.Contains(err.Error(), "bogus") {
+		t.Errorf("an unknown flag after a positional: err = %v, want one naming it", err)
+	}
+}
+
+// TestServeConfigBadValues: every bad value is a *configError, one line,
+// naming the setting and what is allowed.
+func TestServeConfigBadValues(t *testing.T) {
+	const (
+		workers  = "--workers/CLUSTER_WORKERS"
+		workersA = "from 1 to 1024"
+		cluster  = "--cluster/CLUSTER_MODE"
+		clusterA = "auto, manual or off"
+		port     = "--port/PORT"
+		portA    = "from 0 to 65535"
+		timeout  = "--shutdown-timeout/SHUTDOWN_TIMEOUT"
+		timeoutA = "positive duration"
+		logf     = "--log-format/LOG_FORMAT"
+		logfA    = "text or json"
+		appEnv   = "--app-env/APP_ENV"
+		appEnvA  = "production or development"
+		crash    = "--enable-crash-endpoint/ENABLE_CRASH_ENDPOINT"
+		boolA    = "true or false"
+	)
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		env    map[string]string
+		dotenv string
+		want   []string // substrings of the message
+	}{
+		{"workers 0", []string{"--workers", "0"}, nil, "", []string{workers, `"0"`, workersA}},
+		{"workers -3", []string{"--workers", "-3"}, nil, "", []string{workers, `"-3"`, workersA}},
+		{"workers abc", []string{"--workers", "abc"}, nil, "", []string{workers, `"abc"`, workersA}},
+		{"workers 5000", []string{"--workers", "5000"}, nil, "", []string{workers, `"5000"`, workersA}},
+		{"workers 2.5", []string{"--workers=2.5"}, nil, "", []string{workers, workersA}},
+		{"CLUSTER_WORKERS abc", nil, map[string]string{"CLUSTER_WORKERS": "abc"}, "", []string{workers, `"abc"`, workersA}},
+		{".env CLUSTER_WORKERS 0", nil, nil, "CLUSTER_WORKERS=0\n", []string{workers, workersA}},
+		{"cluster bogus", []string{"--cluster", "bogus"}, nil, "", []string{cluster, `"bogus"`, clusterA}},
+		{"CLUSTER_MODE bogus", nil, map[string]string{"CLUSTER_MODE": "bogus"}, "", []string{cluster, clusterA}},
+		{"manual without workers", []string{"--cluster", "manual"}, nil, "", []string{"--cluster manual", "--workers"}},
+		{"port -1", []string{"--port", "-1"}, nil, "", []string{port, `"-1"`, portA}},
+		{"port 70000", []string{"--port", "70000"}, nil, "", []string{port, `"70000"`, portA}},
+		{"port x", []string{"--port", "x"}, nil, "", []string{port, `"x"`, portA}},
+		{"PORT x", nil, map[string]string{"PORT": "x"}, "", []string{port, portA}},
+		{"shutdown-timeout 0", []string{"--shutdown-timeout", "0"}, nil, "", []string{timeout, timeoutA}},
+		{"shutdown-timeout -1s", []string{"--shutdown-timeout", "-1s"}, nil, "", []string{timeout, timeoutA}},
+		{"shutdown-timeout abc", []string{"--shutdown-timeout", "abc"}, nil, "", []string{timeout, `"abc"`, timeoutA}},
+		{"shutdown-timeout 30 (no unit)", []string{"--shutdown-timeout", "30"}, nil, "", []string{timeout, timeoutA}},
+		{"log-format xml", []string{"--log-format", "xml"}, nil, "", []string{logf, `"xml"`, logfA}},
+		{"app-env staging", []string{"--app-env", "staging"}, nil, "", []string{appEnv, `"staging"`, appEnvA}},
+		{"APP_ENV staging", nil, map[string]string{"APP_ENV": "staging"}, "", []string{appEnv, appEnvA}},
+		{"ENABLE_CRASH_ENDPOINT maybe", nil, map[string]string{"ENABLE_CRASH_ENDPOINT": "maybe"}, "", []string{crash, `"maybe"`, boolA}},
+		{"--enable-crash-endpoint=maybe", []string{"--enable-crash-endpoint=maybe"}, nil, "", []string{crash, `"maybe"`, boolA}},
+		{"CLUSTER_ENABLED maybe", nil, map[string]string{"CLUSTER_ENABLED": "maybe"}, "", []string{"CLUSTER_ENABLED", `"maybe"`, boolA}},
+		{"malformed .env line", nil, nil, "# ok\nPORT=3100\nthis is not a setting\n", []string{".env line 3", "KEY=VALUE"}},
+		{"unknown flag", []string{"--bogus"}, nil, "", []string{"bogus"}},
+		{"flag without value", []string{"--port"}, nil, "", []string{"port"}},
+		{"state file and redis", []string{"--state-file", "s.db", "--redis-url", "redis://x"}, nil, "", []string{"--state-file", "--redis-url"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := loadServeConfig(tc.args, envMap(tc.env), writeDotenv(t, tc.dotenv))
+			var ce *configError
+			if !errors.As(err, &ce) {
+				t.Fatalf("err = %v (%T), want a *configError", err, err)
+			}
+			msg := err.Error()
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("message %q does not contain %q", msg, w)
+				}
+			}
+			if strings.Contains(msg, "\n") {
+				t.Errorf("message %q is more than one line", msg)
+			}
+		})
+	}
+}
+
+func TestReadDotenv(t *testing.T) {
+	path := writeDotenv(t, strings.Join([]string{
+		"# a comment",
+		"",
+		"PORT=3100",
+		"  HOST = 127.0.0.1  ",
+		"export APP_ENV=development",
+		`LOG_FORMAT="json"`,
+		`SHUTDOWN_TIMEOUT='5s'`,
+		"CLUSTER_WORKERS=2 # two on a laptop",
+		`QUOTED="a # not a comment"`,
+		"URL=redis://h:1/0?a=b",
+		"EMPTY=",
+		"SPACED=\"  kept  \"",
+	}, "\n"))
+	got, err := readDotenv(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"PORT": "3100", "HOST": "127.0.0.1", "APP_ENV": "development", "LOG_FORMAT": "json",
+		"SHUTDOWN_TIMEOUT": "5s", "CLUSTER_WORKERS": "2", "QUOTED": "a # not a comment",
+		"URL": "redis://h:1/0?a=b", "EMPTY": "", "SPACED": "  kept  ",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("readDotenv:\n got %q\nwant %q", got, want)
+	}
+
+	if got, err := readDotenv(noDotenv(t)); err != nil || len(got) != 0 {
+		t.Errorf("missing .env: %v, %v; want empty and no error", got, err)
+	}
+
+	for _, bad := range []string{"NOEQUALS", "=value", "TWO WORDS=1", "PORT=1\n\tjunk line"} {
+		p := writeDotenv(t, bad+"\n")
+		if _, err := readDotenv(p); err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "line") {
+			t.Errorf("readDotenv(%q): err = %v, want one naming the file and line", bad, err)
+		}
+	}
+
+	dir := filepath.Join(t.TempDir(), ".env")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readDotenv(dir); err == nil {
+		t.Error("a .env that is a directory: no error")
+	}
+}
