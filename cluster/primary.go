@@ -178,13 +178,13 @@ func runPrimary(ctx context.Context, opts Options) error {
 	}
 	defer p.ln.Close()
 	var err error
-	if p.lnF, err = p.ln.File(); err != nil {
+	if p.lnF, err = listen.Passable(p.ln); err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	defer p.lnF.Close()
 	var ctlWG sync.WaitGroup
 	if p.ctl != nil {
-		if p.ctlF, err = p.ctl.File(); err != nil {
+		if p.ctlF, err = listen.Passable(p.ctl); err != nil {
 			return fmt.Errorf("cluster: %w", err)
 		}
 		defer p.ctlF.Close()

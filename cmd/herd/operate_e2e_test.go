@@ -350,3 +350,29 @@ func TestControlCommandsWithoutAPrimary(t *testing.T) {
 		t.Errorf("herd scale 0: exit %d, %q; want exit 2 and one line", c.ProcessState.ExitCode(), out)
 	}
 }
+
+// Spawning a worker once switched the shared socket to blocking mode, and
+// a worker that lost an accept race then hung in accept4: with no traffic
+// to wake it, its drain waited for the whole shutdown timeout.
+func TestStopRightAfterIdleReloadsIsPrompt(t *testing.T) {
+	for range 3 {
+		p := herdtest.Start(t, herdtest.Options{}, "serve", "--workers", "2")
+		p.WaitReady(30 * time.Second)
+		for range 20 {
+			p.Do("GET", "/pid", "")
+		}
+		for range 2 {
+			if code, out := herdCmd(t, p, "reload"); code != 0 {
+				t.Fatalf("herd reload: exit %d: %s", code, out)
+			}
+		}
+		start := time.Now()
+		p.Signal(syscall.SIGTERM)
+		if code := p.Wait(20 * time.Second); code != 0 {
+			t.Fatalf("exit code %d after SIGTERM", code)
+		}
+		if took := time.Since(start); took > 10*time.Second {
+			t.Fatalf("an idle cluster took %v to stop after reloads; a worker hung while draining", took)
+		}
+	}
+}

@@ -97,3 +97,40 @@ func FileListener(f *os.File) (net.Listener, error) {
 	}
 	return l, nil
 }
+
+// filer is what TCP and Unix listeners have in common here.
+type filer interface {
+	File() (*os.File, error)
+}
+
+// Passable returns a duplicate of l's socket to pass to children
+// (exec.Cmd.ExtraFiles) that never changes the socket's blocking mode.
+//
+// This matters because the mode lives in the open file description that
+// every worker's copy shares. A file from l.File() is marked non-blocking,
+// and its Fd() (os/exec calls it for each ExtraFiles entry) switches the
+// description to blocking mode. Then a worker that loses a race for a
+// connection blocks in accept4 instead of getting EAGAIN, and cannot close
+// its listener to drain until another connection comes. So the file
+// returned here is created while the socket is blocking, which os records
+// as a plain file whose Fd() leaves the mode alone, and the socket is set
+// back to non-blocking.
+func Passable(l filer) (*os.File, error) {
+	f, err := l.File()
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	defer f.Close()
+	fd := int(f.Fd()) // blocking mode now; harmless before any child runs
+	dup, err := syscall.Dup(fd)
+	if err != nil {
+		return nil, fmt.Errorf("listen: dup: %w", err)
+	}
+	syscall.CloseOnExec(dup)
+	pf := os.NewFile(uintptr(dup), f.Name())
+	if err := syscall.SetNonblock(dup, true); err != nil {
+		pf.Close()
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	return pf, nil
+}
