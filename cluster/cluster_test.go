@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/herd-go/herd/cluster"
+	"github.com/herd-go/herd/loadtest"
 )
 
 // The test binary doubles as the workers: the primary (a test) re-executes
@@ -43,6 +44,7 @@ func runTestWorker() int {
 						return
 					}
 				}
+				rw.Header().Set("X-Worker-Id", strconv.Itoa(w.ID))
 				fmt.Fprintf(rw, "worker %d pid %d %v", w.ID, os.Getpid(), reply)
 			}))
 		}
@@ -145,7 +147,8 @@ func TestWorkerThatFailsAtStartIsRestartedWithBackoff(t *testing.T) {
 	if len(died) == 0 || died[0]["code"] != float64(cluster.ExitStartFailed) {
 		t.Errorf("the log does not report the exit code %d of the failed start: %v", cluster.ExitStartFailed, died)
 	}
-	if n := len(logs.records("worker keeps dying soon after start; backing off")); n < 5 {
+	if n := len(logs.records("worker died soon after start; restarting after a short delay")) +
+		len(logs.records("worker keeps dying soon after start; backing off")); n < 5 {
 		t.Errorf("the log announced %d backoffs, want one per early death", n)
 	}
 }
@@ -177,41 +180,27 @@ func TestWorkersServeAndReachThePrimary(t *testing.T) {
 
 // A burst of new keep-alive connections must not all land on the worker
 // that happened to wake first (the skew users of shared-socket servers
-// complain about).
+// complain about): herd loadtest's engine opens 100 connections at once and
+// keeps them busy, as wrk does. Without the fix about one run in three
+// gave one worker 100%; each of three runs must give each worker 10% or more.
 func TestBurstOfConnectionsIsSpreadOverWorkers(t *testing.T) {
 	l, _ := startPrimary(t, cluster.Options{Workers: 2}, "serve")
 	waitFor(t, 30*time.Second, "all workers ready", func() bool { return len(l.records("all workers ready")) > 0 })
 	addr := l.records("listening")[0]["addr"].(string)
-	for round := range 3 {
-		const conns = 100
-		perWorker := map[string]int{}
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		for range conns {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				// One connection each: a client of its own.
-				c := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
-				resp, err := c.Get("http://" + addr + "/")
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				var id string
-				fmt.Sscanf(string(body), "worker %s", &id)
-				mu.Lock()
-				perWorker[id]++
-				mu.Unlock()
-				c.CloseIdleConnections()
-			}()
+	for run := range 3 {
+		res, err := loadtest.Run(context.Background(), loadtest.Config{URL: "http://" + addr + "/", Concurrency: 100, Duration: time.Second}, nil)
+		if err != nil {
+			t.Fatal(err)
 		}
-		wg.Wait()
+		d := res.Distribution
+		t.Logf("run %d: %s (fairness %.3f)", run+1, d.Verdict, d.Fairness)
+		share := map[string]float64{}
+		for _, w := range d.Workers {
+			share[w.ID] = w.Share
+		}
 		for _, id := range []string{"1", "2"} {
-			if perWorker[id] < conns/10 {
-				t.Errorf("round %d: worker %s took %d of %d simultaneous connections (%v); want each worker to take a fair part", round+1, id, perWorker[id], conns, perWorker)
+			if share[id] < 0.10 {
+				t.Errorf("run %d: worker %s served %.0f%% of the requests over 100 keep-alive connections (%s); want each worker a fair part", run+1, id, 100*share[id], d.Verdict)
 			}
 		}
 	}

@@ -508,8 +508,11 @@ func (p *primary) scheduleRestart(id int, s *slot) {
 		return
 	}
 	s.waiting = true
-	p.log.Warn("worker keeps dying soon after start; backing off",
-		"worker", id, "early_deaths", s.streak, "next_try_in", d.String())
+	msg := "worker keeps dying soon after start; backing off"
+	if s.streak == 1 {
+		msg = "worker died soon after start; restarting after a short delay"
+	}
+	p.log.Warn(msg, "worker", id, "early_deaths", s.streak, "next_try_in", d.String())
 	time.AfterFunc(d, func() { p.send(evStart{id}) })
 }
 

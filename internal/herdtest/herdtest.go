@@ -161,7 +161,8 @@ func Start(t testing.TB, opts Options, args ...string) *Proc {
 	if cmd.Dir == "" {
 		cmd.Dir = t.TempDir()
 	}
-	cmd.Env = append(cleanEnv(), opts.Env...)
+	// A -race binary sleeps a second at exit by default; tests time exits.
+	cmd.Env = append(append(cleanEnv(), "GORACE=atexit_sleep_ms=0"), opts.Env...)
 	p := &Proc{t: t, Cmd: cmd, pids: map[int]bool{}, workers: map[int]bool{}, exited: make(chan struct{})}
 	// An *os.File pipe, so that Wait returns when this process exits even
 	// if a process it started (an upgraded primary) still holds the pipe.
