@@ -19,8 +19,8 @@ import (
 // callers on each backend, reporting the 50th and 99th percentile latency.
 // ns/op is wall time per operation, so 1e9/(ns/op) is the throughput of all
 // callers together. "remote(memory)" is the worker's view of the embedded
-// store with the IPC socket replaced by a JSON round trip; the real-IPC
-// benchmark lives with the cluster package.
+// store with the IPC socket replaced by a JSON round trip; "ipc(...)" is the
+// same over a real socketpair with herd's frame codec, as in a worker.
 //
 //	go test -run '^$' -bench BenchmarkStore ./store/
 func BenchmarkStore(b *testing.B) {
@@ -39,6 +39,14 @@ func BenchmarkStore(b *testing.B) {
 		}},
 		{"remote(memory)", func(b *testing.B) store.Store {
 			return store.NewRemote(&jsonCaller{serve: store.Serve(store.NewMemory())})
+		}},
+		{"ipc(memory)", func(b *testing.B) store.Store { return overIPC(b, store.NewMemory()) }},
+		{"ipc(bbolt)", func(b *testing.B) store.Store {
+			s, err := store.OpenBolt(filepath.Join(b.TempDir(), "state.db"), store.BoltOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return overIPC(b, s)
 		}},
 		{"redis", func(b *testing.B) store.Store {
 			s, err := store.NewRedis(redisURL, store.RedisOptions{PoolSize: 64})
