@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/herd-go/herd/internal/procstat"
 	"io"
 	"net/http"
 	"runtime"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/herd-go/herd/internal/procstat"
 )
 
 // Limits of the demo routes.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/herd-go/herd/internal/procstat"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/herd-go/herd/internal/listen"
+	"github.com/herd-go/herd/internal/procstat"
 )
 
 // Worker states, as reported by Status.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/herd-go/herd/internal/procstat"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/herd-go/herd/internal/ipc"
 	"github.com/herd-go/herd/internal/listen"
+	"github.com/herd-go/herd/internal/procstat"
 )
 
 // Names of the inherited descriptors.
