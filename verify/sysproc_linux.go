@@ -1,0 +1,27 @@
+package verify
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// sysProcAttr puts the primary in its own process group, so that a Ctrl-C
+// in the terminal reaches verify alone (which then stops the cluster in
+// order), and has the kernel kill it if verify itself dies without
+// cleaning up (SIGKILL): its workers then follow on their own.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
