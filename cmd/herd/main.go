@@ -25,6 +25,7 @@ commands:
   upgrade      hand the sockets to a new primary started from the binary on disk (like SIGUSR2)
   scale N      run N workers (SIGTTIN/SIGTTOU add or remove one)
   stop         stop gracefully and wait until every worker has stopped (like SIGTERM)
+  verify       check a running cluster (or one it starts) behaves as promised
   healthcheck  exit 0 if the server on --port answers /healthz, 1 otherwise
   version      print herd's version
 
@@ -47,6 +48,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdLoadtest(ctx, args, stdout, stderr)
 	case "status", "reload", "upgrade", "scale", "stop":
 		return cmdControl(ctx, cmd, args, stdout, stderr)
+	case "verify":
+		return cmdVerify(ctx, args, stdout, stderr)
 	case "healthcheck":
 		return cmdHealthcheck(ctx, args, stdout, stderr)
 	case "version":
