@@ -84,6 +84,11 @@ type Options struct {
 	// Env lists extra "KEY=value" entries for workers' environments.
 	Env []string
 
+	// WorkerGOMAXPROCS is each worker's GOMAXPROCS. Default (0)
+	// WorkerProcs(Workers): the workers together use the cores the primary
+	// may use and no more.
+	WorkerGOMAXPROCS int
+
 	// Recycle replaces workers, replacement first, once they have served
 	// enough requests or grown too large. Zero: never.
 	Recycle Recycle

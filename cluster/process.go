@@ -54,7 +54,7 @@ func spawnProcess(p *primary, id int) (int, handle, error) {
 	defer logW.Close()
 
 	cmd := exec.Command(exe, args...)
-	cmd.Env = workerEnv(os.Environ(), p.opts.Env, id, WorkerProcs(p.want))
+	cmd.Env = workerEnv(os.Environ(), p.opts.Env, id, p.workerProcs())
 	cmd.Env = append(cmd.Env, listen.Env([]listen.Named{{Name: fdHTTP, File: p.lnF}, {Name: fdIPC, File: child}})...)
 	cmd.ExtraFiles = []*os.File{p.lnF, child}
 	cmd.Stdout = os.Stdout
@@ -175,4 +175,12 @@ func (h *primaryIPC) HandleRequest(ctx context.Context, method string, body []by
 		return nil, fmt.Errorf("cluster: unknown call %q", method)
 	}
 	return h.p.opts.Calls(ctx, method, body)
+}
+
+// workerProcs is the GOMAXPROCS a new worker gets.
+func (p *primary) workerProcs() int {
+	if p.opts.WorkerGOMAXPROCS > 0 {
+		return p.opts.WorkerGOMAXPROCS
+	}
+	return WorkerProcs(p.want)
 }

@@ -36,6 +36,7 @@ var serveSettings = []setting{
 	{flag: "worker-timeout", env: "WORKER_TIMEOUT", def: "30s", usage: "a worker silent (no heartbeat) this long is killed and replaced"},
 	{flag: "max-requests", env: "MAX_REQUESTS", def: "0", usage: "recycle a worker after about this many requests, replacement first (0: never)"},
 	{flag: "max-memory", env: "MAX_MEMORY", def: "", usage: "recycle a worker whose RSS exceeds this size, e.g. 512MB (empty: never)"},
+	{flag: "worker-gomaxprocs", env: "WORKER_GOMAXPROCS", def: "", usage: "GOMAXPROCS of each worker (default: usable cores / workers, at least 1)"},
 	{flag: "pid-file", env: "PID_FILE", def: "", usage: "write the live primary's pid here (follows binary upgrades)"},
 	{flag: "control-socket", env: "CONTROL_SOCKET", def: "", usage: "control socket path (default: herd-PORT.sock in the temp dir)"},
 }
@@ -69,6 +70,7 @@ type serveConfig struct {
 	MaxMemory       uint64 // bytes
 	PIDFile         string
 	ControlSocket   string // empty: derived from the port
+	WorkerProcs     int    // 0: automatic
 }
 
 // configError is a bad setting: the command prints it as one line and
@@ -239,6 +241,11 @@ func loadServeConfig(args []string, lookupEnv func(string) (string, bool), doten
 	if m := strings.TrimSpace(v["max-memory"]); m != "" {
 		if c.MaxMemory, err = parseSize(m); err != nil || c.MaxMemory < 1<<20 {
 			return c, nil, badSetting(st("max-memory"), v["max-memory"], "must be a size of at least 1MB, such as 512MB or 1GB")
+		}
+	}
+	if wp := strings.TrimSpace(v["worker-gomaxprocs"]); wp != "" {
+		if c.WorkerProcs, err = strconv.Atoi(wp); err != nil || c.WorkerProcs < 1 || c.WorkerProcs > 1024 {
+			return c, nil, badSetting(st("worker-gomaxprocs"), v["worker-gomaxprocs"], "must be a whole number from 1 to 1024")
 		}
 	}
 	c.PIDFile = strings.TrimSpace(v["pid-file"])

@@ -44,16 +44,17 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	log := newLogger(cfg.LogFormat, stderr)
 	opts := cluster.Options{
-		Addr:            net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)),
-		Workers:         workerCount(cfg),
-		Single:          cfg.Mode == modeOff,
-		ShutdownTimeout: cfg.ShutdownTimeout,
-		ReadyTimeout:    cfg.ReadyTimeout,
-		WorkerTimeout:   cfg.WorkerTimeout,
-		Recycle:         cluster.Recycle{MaxRequests: cfg.MaxRequests, MaxRSS: cfg.MaxMemory},
-		PIDFile:         cfg.PIDFile,
-		ControlSocket:   cfg.ControlSocket,
-		Logger:          log,
+		Addr:             net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)),
+		Workers:          workerCount(cfg),
+		Single:           cfg.Mode == modeOff,
+		ShutdownTimeout:  cfg.ShutdownTimeout,
+		ReadyTimeout:     cfg.ReadyTimeout,
+		WorkerTimeout:    cfg.WorkerTimeout,
+		Recycle:          cluster.Recycle{MaxRequests: cfg.MaxRequests, MaxRSS: cfg.MaxMemory},
+		PIDFile:          cfg.PIDFile,
+		WorkerGOMAXPROCS: cfg.WorkerProcs,
+		ControlSocket:    cfg.ControlSocket,
+		Logger:           log,
 	}
 	if opts.ControlSocket == "" {
 		opts.ControlSocket = cluster.ControlSocketAuto
