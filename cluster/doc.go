@@ -29,6 +29,20 @@
 // dies, even by SIGKILL, sees EOF on its IPC socket and exits within about a
 // second: no orphans.
 //
+// Planned replacements start the new worker first and drain the old one only
+// once the new one is ready: a rolling reload (SIGHUP) one worker at a time,
+// and recycling after Options.Recycle's limits. A binary upgrade (SIGUSR2)
+// starts a new primary from the executable on disk, hands it the listening
+// socket (and the control socket), and drains this primary once the new
+// one's workers are ready; if the new one fails, this one keeps serving.
+// Options.ControlSocket takes the same commands from "herd status", "reload",
+// "upgrade", "scale" and "stop" (see Control).
+//
+// Draining a worker does not rely on http.Server.Shutdown alone, which
+// drops a request that arrives on an already-accepted connection after it
+// began: the worker stops accepting, serves what its connections send
+// (closing each after its next response), and exits when they are closed.
+//
 // Signal handling in workers: SIGINT, SIGHUP, SIGTTIN, SIGTTOU and SIGUSR2
 // are ignored (the primary orchestrates, and runs its workers in their own
 // process group so Ctrl-C reaches only it); SIGTERM drains that worker,
