@@ -179,7 +179,7 @@ func (r *runner) readElsewhere(ctx context.Context, key string, want any, set *r
 			return fail("stored %s through %s, but %s read %s", w, set.who(), get.who(), g)
 		}
 		if pid := get.workerPID(); pid != 0 && pid != writer {
-			return pass("stored through %s, read back equal through %s (request %d)", set.who(), get.who(), tries)
+			return pass("stored through %s, read back equal through %s in %s", set.who(), get.who(), plural(tries, "read"))
 		}
 		if tries >= findOtherTries || time.Now().After(deadline) || ctx.Err() != nil {
 			return fail("stored through %s, but only that worker answered %d reads: no other worker to read it", set.who(), tries)

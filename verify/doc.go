@@ -38,10 +38,11 @@
 //     worker id with a new pid in state "ready" within CrashDeadline, and
 //     that pid must serve a request.
 //  7. graceful shutdown drains: only when Options.Cluster is set (a cluster
-//     this process started, see StartCluster): a slow GET
-//     /api/5000000000 is sent on a new connection, SIGTERM goes to the
-//     primary once the request is written, and the request must still
-//     complete 200 with the right sum while the primary exits 0.
+//     this process started, see StartCluster): a slow GET /api/5000000000
+//     (seconds of work) is sent on a new connection; 100 ms after it is
+//     written, so that a worker has surely read it, SIGTERM goes to the
+//     primary; the request must still complete 200 with the right sum, and
+//     the primary exit 0.
 //
 // Every HTTP call has a timeout (Options.Timeout, longer for the slow
 // routes). A server that is not herd (no X-Worker-Id, 404 on the /cluster
