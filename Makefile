@@ -26,6 +26,15 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/ipc/
 
+# The benchmark suite: bench/run measures plain net/http against herd with
+# 1, 2, N and 2N workers under wrk and herd loadtest and writes BENCHMARKS.md
+# (flags: go run ./bench/run -h); then the Go micro-benchmarks of the hot
+# paths, whose output is printed and appended to BENCHMARKS.md.
+GOBENCH = $(GO) test -run '^$$' -bench . -benchtime 1s ./internal/ipc/ ./store/ ./app/ ./loadtest/
 bench:
 	@scripts/deps.sh bench
-	$(GO) test -run '^$$' -bench . -benchtime 1s ./internal/ipc/ ./store/ ./app/
+	$(GO) run ./bench/run -out BENCHMARKS.md
+	@printf '\n## Go micro-benchmarks\n\n`%s`, run right after the table above:\n\n```text\n' "$(GOBENCH)" >> BENCHMARKS.md
+	@echo "$(GOBENCH)"; rc=$$(mktemp); \
+	{ $(GOBENCH) 2>&1; echo $$? > $$rc; } | tee -a BENCHMARKS.md; \
+	printf '```\n' >> BENCHMARKS.md; s=$$(cat $$rc); rm -f $$rc; exit $$s

@@ -1,0 +1,374 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// contender is one server setup under test.
+type contender struct {
+	Name    string
+	Herd    bool // a herd binary (has the shared-state route wired, maybe)
+	Workers int  // herd workers; 0 for a single process
+}
+
+func (c contender) args(bin string) []string {
+	if !c.Herd {
+		return []string{filepath.Join(bin, "plain"), "-addr", "127.0.0.1:0"}
+	}
+	a := []string{filepath.Join(bin, "herd"), "serve", "--host", "127.0.0.1", "--port", "0",
+		"--log-format", "json", "--shutdown-timeout", "10s"}
+	if c.Workers == 0 {
+		return append(a, "--cluster", "off")
+	}
+	return append(a, "--workers", strconv.Itoa(c.Workers))
+}
+
+// herdEnv lists the environment variables herd serve reads; the driver
+// removes them so that a developer's shell does not change what is measured.
+var herdEnv = []string{"PORT", "HOST", "CLUSTER_MODE", "CLUSTER_ENABLED", "CLUSTER_WORKERS",
+	"APP_ENV", "SHUTDOWN_TIMEOUT", "LOG_FORMAT", "ENABLE_CRASH_ENDPOINT", "REDIS_URL", "STATE_FILE",
+	"MAX_MEMORY", "MAX_REQUESTS", "PID_FILE", "CONTROL_SOCKET", "READY_TIMEOUT", "WORKER_TIMEOUT"}
+
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		drop := false
+		for _, h := range herdEnv {
+			drop = drop || k == h
+		}
+		if !drop {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// server is one running contender. Every process it stands for was started
+// by this driver: the primary (cmd) and the workers the primary spawned.
+type server struct {
+	c    contender
+	exe  string // the binary, to recognise our workers once the primary is gone
+	cmd  *exec.Cmd
+	addr string
+
+	waitC chan struct{} // closed when cmd has been waited for
+
+	mu       sync.Mutex
+	lines    []string // the last lines of output, for error messages
+	workers  map[int]bool
+	procs    int           // GOMAXPROCS of each worker, as the primary logs it
+	readyC   chan struct{} // closed when the log says all workers are ready
+	readyOne sync.Once
+	addrC    chan string
+}
+
+// start runs c from the binaries in bin, in a scratch working directory
+// dir (herd reads a .env file from its working directory), and returns once
+// it answers GET / with 200.
+func start(ctx context.Context, c contender, bin, dir string) (*server, error) {
+	argv := c.args(bin)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = dir
+	cmd.Env = cleanEnv()
+	// Own process group: a Ctrl-C reaches the driver, which stops the
+	// server itself. Pdeathsig: if the driver dies, so does the primary, and
+	// its workers follow (EOF on their IPC socket).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	s := &server{c: c, exe: argv[0], cmd: cmd, waitC: make(chan struct{}),
+		workers: map[int]bool{}, readyC: make(chan struct{}), addrC: make(chan string, 1)}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", c.Name, err)
+	}
+	go func() {
+		_ = cmd.Wait()
+		pw.Close()
+		close(s.waitC)
+	}()
+	go s.readLog(pr)
+
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
+	select {
+	case s.addr = <-s.addrC:
+	case <-s.waitC:
+		return nil, fmt.Errorf("%s exited before listening: %s", c.Name, s.tail())
+	case <-deadline.C:
+		s.stop()
+		return nil, fmt.Errorf("%s did not say where it listens within 30s: %s", c.Name, s.tail())
+	case <-ctx.Done():
+		s.stop()
+		return nil, ctx.Err()
+	}
+	if c.Workers > 0 {
+		select {
+		case <-s.readyC:
+		case <-s.waitC:
+			return nil, fmt.Errorf("%s exited before its workers were ready: %s", c.Name, s.tail())
+		case <-deadline.C:
+			s.stop()
+			return nil, fmt.Errorf("%s: workers not ready within 30s: %s", c.Name, s.tail())
+		case <-ctx.Done():
+			s.stop()
+			return nil, ctx.Err()
+		}
+	}
+	for {
+		if code, _, err := get(ctx, s.url("/")); err == nil && code == http.StatusOK {
+			return s, nil
+		}
+		select {
+		case <-s.waitC:
+			return nil, fmt.Errorf("%s exited: %s", c.Name, s.tail())
+		case <-deadline.C:
+			s.stop()
+			return nil, fmt.Errorf("%s never answered GET / with 200: %s", c.Name, s.tail())
+		case <-ctx.Done():
+			s.stop()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// readLog follows the server's output to the end (so it never blocks on a
+// full pipe), noting the address, the workers' pids and readiness.
+func (s *server) readLog(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sentAddr := false
+	for sc.Scan() {
+		line := sc.Text()
+		if !sentAddr {
+			if addr, ok := parseListening(line); ok {
+				s.addrC <- addr
+				sentAddr = true
+			}
+		}
+		var l struct {
+			Msg   string `json:"msg"`
+			PID   int    `json:"pid"`
+			Procs int    `json:"gomaxprocs_per_worker"`
+		}
+		_ = json.Unmarshal([]byte(line), &l)
+		s.mu.Lock()
+		if l.Procs > 0 {
+			s.procs = l.Procs
+		}
+		if l.Msg == "worker started" && l.PID > 0 {
+			s.workers[l.PID] = true
+		}
+		s.lines = append(s.lines, line)
+		if len(s.lines) > 20 {
+			s.lines = s.lines[1:]
+		}
+		s.mu.Unlock()
+		if l.Msg == "all workers ready" {
+			s.readyOne.Do(func() { close(s.readyC) })
+		}
+	}
+	_, _ = io.Copy(io.Discard, r)
+}
+
+func (s *server) tail() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.lines, "\n")
+}
+
+func (s *server) url(path string) string { return "http://" + s.addr + path }
+
+// pids returns the primary (or single process) and the current workers.
+func (s *server) pids(ctx context.Context) []int {
+	pids := []int{s.cmd.Process.Pid}
+	if s.c.Workers == 0 {
+		return pids
+	}
+	_, body, err := get(ctx, s.url("/cluster/workers"))
+	var w struct {
+		Workers []struct {
+			PID int `json:"pid"`
+		} `json:"workers"`
+	}
+	if err == nil && json.Unmarshal(body, &w) == nil && len(w.Workers) > 0 {
+		for _, x := range w.Workers {
+			pids = append(pids, x.PID)
+		}
+		return pids
+	}
+	// Fall back to the workers the log announced that are still ours.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for pid := range s.workers {
+		if s.ours(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// ours reports whether pid is alive and runs our binary: pids are reused,
+// and the driver only ever signals processes it started.
+func (s *server) ours(pid int) bool {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return false
+	}
+	return strings.TrimSuffix(exe, " (deleted)") == s.exe
+}
+
+// rss returns the resident set size of each process of the server.
+func (s *server) rss(ctx context.Context) (map[int]int64, error) {
+	out := map[int]int64{}
+	for _, pid := range s.pids(ctx) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			return nil, fmt.Errorf("rss of pid %d: %w", pid, err)
+		}
+		n, err := parseVmRSS(string(b))
+		if err != nil {
+			return nil, fmt.Errorf("rss of pid %d: %w", pid, err)
+		}
+		out[pid] = n
+	}
+	return out, nil
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat's CPU times: 100 on
+// every Linux architecture Go supports.
+const clockTicks = 100
+
+// cpu returns the CPU time every process of the server has used so far.
+func (s *server) cpu(ctx context.Context) map[int]time.Duration {
+	out := map[int]time.Duration{}
+	for _, pid := range s.pids(ctx) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		if t, err := parseStatCPU(string(b)); err == nil {
+			out[pid] = time.Duration(t) * time.Second / clockTicks
+		}
+	}
+	return out
+}
+
+// cpuSince is the CPU time the processes of now used since then.
+func cpuSince(then, now map[int]time.Duration) time.Duration {
+	var d time.Duration
+	for pid, t := range now {
+		d += t - then[pid] // a process new since then counts from its start
+	}
+	return d
+}
+
+// stop ends the server gracefully (SIGTERM), then by force (SIGKILL) after
+// 15 s, and makes sure none of its workers outlives it. Safe to call twice.
+func (s *server) stop() error {
+	select {
+	case <-s.waitC:
+	default:
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.waitC:
+		case <-time.After(15 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-s.waitC
+		}
+	}
+	s.mu.Lock()
+	workers := make([]int, 0, len(s.workers))
+	for pid := range s.workers {
+		workers = append(workers, pid)
+	}
+	s.mu.Unlock()
+	// Workers exit on EOF of their IPC socket within about 2 s.
+	deadline := time.Now().Add(5 * time.Second)
+	var left []int
+	for {
+		left = left[:0]
+		for _, pid := range workers {
+			if s.ours(pid) && !zombie(pid) {
+				left = append(left, pid)
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, pid := range left {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("%s: workers %v outlived the primary by 5 s; killed", s.c.Name, left)
+	}
+	// plain has no signal handler: SIGTERM's default action is its stop.
+	if st := s.cmd.ProcessState; st != nil && !st.Success() && !(!s.c.Herd && termed(st)) {
+		return fmt.Errorf("%s: exit after SIGTERM: %v", s.c.Name, st)
+	}
+	return nil
+}
+
+func termed(st *os.ProcessState) bool {
+	ws, ok := st.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM
+}
+
+func zombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	_, after, ok := strings.Cut(string(b), ") ")
+	return ok && strings.HasPrefix(after, "Z")
+}
+
+var httpClient = &http.Client{Timeout: 30 * time.Second}
+
+func get(ctx context.Context, url string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, body, err
+}
+
+func post(ctx context.Context, url, body string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
+}
+
+var errNA = errors.New("not available")
