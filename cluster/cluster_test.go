@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -38,6 +39,9 @@ func runTestWorker() int {
 		default:
 			return w.Serve(ctx, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 				var reply map[string]string
+				if r.URL.Path == "/alloc" {
+					burst(64 << 20)
+				}
 				if r.URL.Path == "/call" {
 					if err := w.Call(r.Context(), "test.echo", map[string]string{"from": strconv.Itoa(w.ID)}, &reply); err != nil {
 						http.Error(rw, err.Error(), 500)
@@ -54,6 +58,20 @@ func runTestWorker() int {
 		return cluster.ExitStartFailed
 	}
 	return 0
+}
+
+// sink keeps burst's allocation from being optimised away.
+var sink []byte
+
+// burst grows the heap by n bytes, touching every page, and lets it go, as
+// a request that builds a large response does.
+func burst(n int) {
+	b := make([]byte, n)
+	for i := 0; i < n; i += 4096 {
+		b[i] = 1
+	}
+	sink = b
+	sink = nil
 }
 
 // logBuf collects JSON log records written concurrently.
@@ -204,4 +222,42 @@ func TestBurstOfConnectionsIsSpreadOverWorkers(t *testing.T) {
 			}
 		}
 	}
+}
+
+// After a burst a worker gives its memory back once idle, so the RSS that
+// herd status shows and --max-memory compares is what it holds, not its
+// peak. Without that the Go runtime keeps the 64 MiB the burst grew for
+// reuse, and RSS stays above 64 MiB.
+func TestIdleWorkerReturnsTheMemoryOfABurst(t *testing.T) {
+	l, _ := startPrimary(t, cluster.Options{Workers: 1}, "serve")
+	waitFor(t, 30*time.Second, "all workers ready", func() bool { return len(l.records("all workers ready")) > 0 })
+	addr := l.records("listening")[0]["addr"].(string)
+	resp, err := http.Get("http://" + addr + "/alloc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var id, pid int
+	if _, err := fmt.Sscanf(string(body), "worker %d pid %d", &id, &pid); err != nil {
+		t.Fatalf("GET /alloc answered %q: %v", body, err)
+	}
+	rss := func() int64 {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			t.Fatalf("reading the worker's RSS: %v", err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
+				kb, _ := strconv.ParseInt(f[1], 10, 64)
+				return kb << 10
+			}
+		}
+		t.Fatalf("no VmRSS in /proc/%d/status", pid)
+		return 0
+	}
+	if peak := rss(); peak < 64<<20 {
+		t.Fatalf("RSS after the burst is %d MiB, want at least the 64 MiB it allocated", peak>>20)
+	}
+	waitFor(t, 20*time.Second, "the worker's RSS to fall under 32 MiB once idle", func() bool { return rss() < 32<<20 })
 }

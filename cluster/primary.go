@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -96,6 +97,7 @@ type primary struct {
 
 	events chan any
 	doneC  chan struct{} // closed when the loop has returned
+	calls  atomic.Uint64 // requests from workers answered (the shared store's load)
 
 	// Owned by the loop.
 	want         int
@@ -228,7 +230,10 @@ func runPrimary(ctx context.Context, opts Options) error {
 			}
 		}
 	}()
+	relCtx, stopRelease := context.WithCancel(ctx)
+	go releaseWhenIdle(relCtx, p.calls.Load)
 	err = p.loop(ctx)
+	stopRelease()
 
 	if p.ctl != nil {
 		p.ctl.Close()

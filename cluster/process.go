@@ -164,6 +164,7 @@ func (h *primaryIPC) HandleNotify(method string, body []byte) {
 }
 
 func (h *primaryIPC) HandleRequest(ctx context.Context, method string, body []byte) (any, error) {
+	h.p.calls.Add(1)
 	if method == callWorkers {
 		var s Status
 		if !h.p.do(func() { s = h.p.status() }) {

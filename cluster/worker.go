@@ -322,6 +322,7 @@ func runWorker(ctx context.Context, id int, opts Options, fn func(context.Contex
 		}
 	}()
 	go w.heartbeats(wctx)
+	go releaseWhenIdle(wctx, w.requests.Load)
 
 	err = fn(wctx, w)
 	w.conn.Close()
@@ -356,6 +357,9 @@ func runSingle(ctx context.Context, opts Options, fn func(context.Context, *Work
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	w := &Worker{ln: ln, log: opts.Logger, opts: opts, readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout}
+	relCtx, stopRelease := context.WithCancel(ctx)
+	defer stopRelease()
+	go releaseWhenIdle(relCtx, w.requests.Load)
 	err = fn(ctx, w)
 	ln.Close()
 	return err
