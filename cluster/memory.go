@@ -2,7 +2,7 @@ package cluster
 
 import (
 	"context"
-	_ "runtime/debug"
+	"runtime/debug"
 	"time"
 )
 
@@ -31,7 +31,7 @@ func releaseWhenIdle(ctx context.Context, work func() uint64) {
 		case n != last:
 			last, released = n, false
 		case !released:
-			// debug.FreeOSMemory()
+			debug.FreeOSMemory()
 			released = true
 		}
 	}
