@@ -23,7 +23,7 @@
 // Backoff.StableAfter, otherwise after an exponentially growing delay, so a
 // broken build never becomes a fork storm. Workers stopped on purpose
 // (shutdown, scale down) are not replaced. SIGTERM or SIGINT (or the end of
-// Run's context) drains every worker with http.Server.Shutdown, waits up to
+// Run's context) drains every worker (see below), waits up to
 // Options.ShutdownTimeout and kills what is left; a second SIGINT kills at
 // once. SIGTTIN and SIGTTOU add and remove a worker. A worker whose primary
 // dies, even by SIGKILL, sees EOF on its IPC socket and exits within about a
@@ -38,10 +38,12 @@
 // Options.ControlSocket takes the same commands from "herd status", "reload",
 // "upgrade", "scale" and "stop" (see Control).
 //
-// Draining a worker does not rely on http.Server.Shutdown alone, which
-// drops a request that arrives on an already-accepted connection after it
-// began: the worker stops accepting, serves what its connections send
-// (closing each after its next response), and exits when they are closed.
+// Draining a worker does not use http.Server.Shutdown, which closes idle
+// keep-alive connections at once and so drops a request a client is sending
+// on one at that moment: the worker stops accepting, answers the next
+// request on each connection with "Connection: close" and closes it after
+// that response, closes a connection only once its client has been silent
+// for a second, and exits when they are all closed.
 //
 // Signal handling in workers: SIGINT, SIGHUP, SIGTTIN, SIGTTOU and SIGUSR2
 // are ignored (the primary orchestrates, and runs its workers in their own

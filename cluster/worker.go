@@ -150,30 +150,25 @@ func NewServer(h http.Handler) *http.Server {
 }
 
 // Serve serves h on the worker's listener, tells the primary it is ready,
-// and when ctx is done drains: it stops accepting, answers every request on
-// the connections it already accepted (each closed after its next
-// response), and returns nil once they are all closed, or closes them when
+// and when ctx is done drains: it stops accepting, answers the next request
+// on each connection it already accepted with "Connection: close" and then
+// closes that connection, closes connections whose client stays silent for
+// a second, and returns nil once they are all closed, or closes them when
 // the time the primary allowed runs out.
 //
-// It does not drain with http.Server.Shutdown alone: Shutdown drops a
-// request that arrives on an accepted connection after it began, without
-// an answer, which under load loses requests at every reload.
+// It does not drain with http.Server.Shutdown, nor SetKeepAlivesEnabled:
+// both close idle keep-alive connections at once, dropping a request the
+// client is sending on one at that moment, which under load loses requests
+// at every reload (net/http's client hides it by resending a GET; wrk,
+// proxies and any POST do not).
 func (w *Worker) Serve(ctx context.Context, h http.Handler) error {
-	counted := http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+	cs := newConns()
+	srv := NewServer(cs.wrap(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		w.requests.Add(1)
 		h.ServeHTTP(rw, r)
-	})
-	srv := NewServer(counted)
-	var open atomic.Int64 // accepted connections not yet closed
-	srv.ConnState = func(_ net.Conn, st http.ConnState) {
-		switch st {
-		case http.StateNew:
-			open.Add(1)
-		case http.StateClosed, http.StateHijacked:
-			open.Add(-1)
-		}
-	}
-	ln := &onceCloseListener{Listener: &fairListener{Listener: w.ln, open: &open}}
+	})))
+	srv.ConnState = cs.track
+	ln := &onceCloseListener{Listener: &fairListener{Listener: w.ln, open: &cs.open}}
 	errC := make(chan error, 1)
 	go func() { errC <- srv.Serve(ln) }()
 	w.Ready()
@@ -187,15 +182,16 @@ func (w *Worker) Serve(ctx context.Context, h http.Handler) error {
 	w.mu.Unlock()
 	deadline := time.Now().Add(timeout)
 
-	ln.Close()                      // stop accepting; the other workers take new connections
-	<-errC                          // every accepted connection is now counted in open
-	srv.SetKeepAlivesEnabled(false) // closes idle connections; busy ones close after their response
-	for open.Load() > 0 && time.Now().Before(deadline) {
+	cs.draining.Store(true) // every response from now on closes its connection
+	ln.Close()              // stop accepting; the other workers take new connections
+	<-errC                  // every accepted connection is now counted in cs
+	for cs.open.Load() > 0 && time.Now().Before(deadline) {
+		cs.closeIdle(drainIdleAfter)
 		time.Sleep(5 * time.Millisecond)
 	}
-	if open.Load() > 0 {
+	if n := cs.open.Load(); n > 0 {
 		srv.Close()
-		w.log.Warn("drain timed out; closed remaining connections", "timeout", timeout, "connections", open.Load())
+		w.log.Warn("drain timed out; closed remaining connections", "timeout", timeout, "connections", n)
 		return nil
 	}
 	sctx, cancel := context.WithDeadline(context.Background(), deadline)
