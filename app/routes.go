@@ -50,9 +50,9 @@ func (a *App) notFound(w http.ResponseWriter, r *http.Request) {
 		if m == r.Method {
 			continue
 		}
-		probe := r.Clone(r.Context())
+		probe := *r // the mux reads only the method, host and path: no deep copy needed
 		probe.Method = m
-		if _, pattern := a.mux.Handler(probe); pattern != "/" && pattern != "" {
+		if _, pattern := a.mux.Handler(&probe); pattern != "/" && pattern != "" {
 			allowed = append(allowed, m)
 		}
 	}
