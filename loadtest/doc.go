@@ -55,6 +55,8 @@
 //	requests           int      completed requests: responses plus errors
 //	succeeded          int      2xx responses
 //	failed             int      errors plus non-2xx responses
+//	resent             int      idempotent requests resent after the server
+//	                            closed their kept-alive connection unanswered
 //	rps                number   requests / duration_s
 //	bytes_read         int      response body bytes
 //	latency_ms         object   min, mean, p50, p90, p95, p99, p99_9, max in

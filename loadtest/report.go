@@ -60,6 +60,9 @@ func (r *Result) WriteText(w io.Writer, tty bool) error {
 			fmt.Fprintf(bw, "          first %s error: %s\n", k, s)
 		}
 	}
+	if r.Resent > 0 {
+		fmt.Fprintf(bw, "Resent    %d: the server closed a kept-alive connection without answering; resent once on a new one\n", r.Resent)
+	}
 
 	fmt.Fprintln(bw)
 	l := r.Latency

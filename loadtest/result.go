@@ -34,6 +34,16 @@ type Result struct {
 	// Errors counts requests that got no response, by kind.
 	Errors ErrorCounts
 
+	// Resent counts idempotent requests sent a second time, on a new
+	// connection, because the server closed the reused keep-alive
+	// connection they were sent on without answering (as browsers and
+	// net/http do). Each is counted once in Requests, by its second try's
+	// outcome. A non-zero figure means the server dropped requests that a
+	// client which does not resend (wrk, most proxies, any POST) would
+	// have seen fail: during a reload, the sign of a drain that closes
+	// idle connections under its clients.
+	Resent int64
+
 	// ErrorSamples holds the first error message seen for each kind
 	// ("connect", "timeout", "reset", "other") that occurred.
 	ErrorSamples map[string]string
@@ -127,6 +137,7 @@ func (r *Result) merge(workers []*worker) {
 		}
 		noHeader += s.noHeader
 		untracked += s.untracked
+		r.Resent += s.resent
 		r.BytesRead += w.rr.read
 	}
 	r.Errors = ErrorCounts{Connect: errs[kindConnect], Timeout: errs[kindTimeout], Reset: errs[kindReset], Other: errs[kindOther]}
@@ -157,6 +168,7 @@ type workerStats struct {
 	workers   map[string]*int64 // by X-Worker-Id; pointers so that counting does not allocate
 	noHeader  int64
 	untracked int64
+	resent    int64
 }
 
 type statusCount struct {
@@ -215,6 +227,7 @@ type JSONReport struct {
 	Requests       int64             `json:"requests"`
 	Succeeded      int64             `json:"succeeded"`
 	Failed         int64             `json:"failed"`
+	Resent         int64             `json:"resent"`
 	RPS            float64           `json:"rps"`
 	BytesRead      int64             `json:"bytes_read"`
 	Latency        JSONLatency       `json:"latency_ms"`
@@ -269,6 +282,7 @@ func (r *Result) Report() JSONReport {
 		Requests:       r.Requests,
 		Succeeded:      r.Requests - r.Failed(),
 		Failed:         r.Failed(),
+		Resent:         r.Resent,
 		RPS:            math.Round(r.RPS()*10) / 10,
 		BytesRead:      r.BytesRead,
 		Latency: JSONLatency{

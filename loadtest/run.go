@@ -246,6 +246,7 @@ func (w *worker) exchange(start time.Time) (response, errKind, error) {
 		if err != nil {
 			w.closeConn()
 			if reused && attempt == 0 && t.idempotent && (err == errNoResponse || isReset(err)) {
+				w.stats.resent++
 				continue
 			}
 			if err == errNoResponse {

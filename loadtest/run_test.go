@@ -276,11 +276,23 @@ func TestLoadtestStaleKeepAlive(t *testing.T) {
 	if res.Status[200] != 20 || res.Failed() != 0 {
 		t.Errorf("GET: got status %v errors %+v, want 20 200s after resending", res.Status, res.Errors)
 	}
+	// Every request after the first on each connection found it closed.
+	if res.Resent < 10 || res.Resent > 19 {
+		t.Errorf("GET: Resent = %d, want the 18 or so requests that met a closed connection counted", res.Resent)
+	}
+	var text strings.Builder
+	res.WriteText(&text, false)
+	if want := fmt.Sprintf("Resent    %d: ", res.Resent); !strings.Contains(text.String(), want) {
+		t.Errorf("text report lacks %q:\n%s", want, text.String())
+	}
+	if js, _ := res.JSON(); !strings.Contains(string(js), fmt.Sprintf(`"resent": %d,`, res.Resent)) {
+		t.Errorf("JSON report lacks \"resent\": %d:\n%s", res.Resent, js)
+	}
 
 	served.Store(0)
 	res = run(t, Config{URL: s.URL, Requests: 20, Concurrency: 1, Method: "POST", Body: []byte("x")})
-	if res.Status[200]+res.Errors.Reset != 20 || res.Errors.Reset == 0 || served.Load() != res.Status[200] {
-		t.Errorf("POST: got status %v errors %+v served %d; want some resets, never resent", res.Status, res.Errors, served.Load())
+	if res.Status[200]+res.Errors.Reset != 20 || res.Errors.Reset == 0 || served.Load() != res.Status[200] || res.Resent != 0 {
+		t.Errorf("POST: got status %v errors %+v served %d resent %d; want some resets, never resent", res.Status, res.Errors, served.Load(), res.Resent)
 	}
 }
 
