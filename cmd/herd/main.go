@@ -13,55 +13,81 @@ import (
 	"strings"
 )
 
-const usage = `herd runs an HTTP server on every core as supervised worker processes sharing one port.
+// runner runs one command with the arguments after its name and returns
+// the exit code.
+type runner func(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
-usage: herd <command> [flags] [arguments]
+// command is one of herd's subcommands.
+type command struct {
+	name     string
+	synopsis string // the arguments shown after the name in the usage, if any
+	help     string
+	run      runner // nil for help, which run handles: the usage is built from commands
+}
 
-commands:
-  serve        run the demo application clustered (the default command)
-  loadtest     send closed-loop HTTP load and report latency and worker distribution
-  status       list the running primary's workers (id, pid, state, uptime, restarts, requests, memory)
-  reload       replace every worker, one at a time, without dropping a request (like SIGHUP)
-  upgrade      hand the sockets to a new primary started from the binary on disk (like SIGUSR2)
-  scale N      run N workers (SIGTTIN/SIGTTOU add or remove one)
-  stop         stop gracefully and wait until every worker has stopped (like SIGTERM)
-  verify       check a running cluster (or one it starts) behaves as promised
-  healthcheck  exit 0 if the server on --port answers /healthz, 1 otherwise
-  version      print herd's version
+// commands are herd's subcommands in the order the usage lists them. The
+// dispatcher, the usage and the unknown-command message all come from this
+// one list, so that none of them can forget a command.
+var commands = []command{
+	{name: "serve", help: "run the demo application clustered (the default command)", run: cmdServe},
+	{name: "loadtest", help: "send closed-loop HTTP load and report latency and worker distribution", run: cmdLoadtest},
+	{name: "status", help: "list the running primary's workers (id, pid, state, uptime, restarts, requests, memory)", run: control("status")},
+	{name: "reload", help: "replace every worker, one at a time, without dropping a request (like SIGHUP)", run: control("reload")},
+	{name: "upgrade", help: "hand the sockets to a new primary started from the binary on disk (like SIGUSR2)", run: control("upgrade")},
+	{name: "scale", synopsis: "N", help: "run N workers (SIGTTIN/SIGTTOU add or remove one)", run: control("scale")},
+	{name: "stop", help: "stop gracefully and wait until every worker has stopped (like SIGTERM)", run: control("stop")},
+	{name: "verify", help: "check a running cluster (or one it starts) behaves as promised", run: cmdVerify},
+	{name: "healthcheck", help: "exit 0 if the server on --port answers /healthz, 1 otherwise", run: cmdHealthcheck},
+	{name: "version", help: "print herd's version", run: cmdVersion},
+	{name: "help", help: "print this help"},
+}
 
-Run "herd <command> --help" for a command's flags.
-`
+func control(name string) runner {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+		return cmdControl(ctx, name, args, stdout, stderr)
+	}
+}
+
+func cmdVersion(_ context.Context, _ []string, stdout, _ io.Writer) int {
+	fmt.Fprintln(stdout, "herd", version())
+	return exitOK
+}
+
+// usage is the text of "herd help".
+func usage() string {
+	var b strings.Builder
+	b.WriteString("herd runs an HTTP server on every core as supervised worker processes sharing one port.\n\n")
+	b.WriteString("usage: herd <command> [flags] [arguments]\n\ncommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(&b, "  %-12s %s\n", strings.TrimSpace(c.name+" "+c.synopsis), c.help)
+	}
+	b.WriteString("\nRun \"herd <command> --help\" for a command's flags.\n")
+	return b.String()
+}
 
 func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cmd := "serve"
+	name := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		cmd, args = args[0], args[1:]
+		name, args = args[0], args[1:]
 	}
-	switch cmd {
-	case "serve":
-		return cmdServe(ctx, args, stdout, stderr)
-	case "loadtest":
-		return cmdLoadtest(ctx, args, stdout, stderr)
-	case "status", "reload", "upgrade", "scale", "stop":
-		return cmdControl(ctx, cmd, args, stdout, stderr)
-	case "verify":
-		return cmdVerify(ctx, args, stdout, stderr)
-	case "healthcheck":
-		return cmdHealthcheck(ctx, args, stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, "herd", version())
-		return exitOK
-	case "help":
-		fmt.Fprint(stdout, usage)
-		return exitOK
-	default:
-		fmt.Fprintf(stderr, "herd: unknown command %q (commands: serve, loadtest, status, reload, upgrade, scale, stop, healthcheck, version, help)\n", cmd)
-		return exitUsage
+	names := make([]string, len(commands))
+	for i, c := range commands {
+		names[i] = c.name
+		if c.name != name {
+			continue
+		}
+		if c.run == nil {
+			fmt.Fprint(stdout, usage())
+			return exitOK
+		}
+		return c.run(ctx, args, stdout, stderr)
 	}
+	fmt.Fprintf(stderr, "herd: unknown command %q (commands: %s)\n", name, strings.Join(names, ", "))
+	return exitUsage
 }
 
 func version() string {

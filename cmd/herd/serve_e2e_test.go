@@ -626,7 +626,16 @@ func TestHerdCommands(t *testing.T) {
 		t.Errorf("herd version: exit %d, stdout %q, stderr %q; want 0 and \"herd <version>\"", code, stdout, stderr)
 	}
 	code, stdout, stderr := runHerd(t, runOpts{}, "bogus")
-	wantOneLine(t, code, stdout, stderr, `"bogus"`, "serve")
+	wantOneLine(t, code, stdout, stderr, `"bogus"`, "serve", "verify")
+	_, help, _ := runHerd(t, runOpts{}, "help")
+	for _, c := range commands { // what the dispatcher knows
+		if !strings.Contains(stderr, " "+c.name+",") && !strings.HasSuffix(stderr, " "+c.name+")\n") {
+			t.Errorf("the unknown-command message %q does not list %q", stderr, c.name)
+		}
+		if !strings.Contains(help, "\n  "+c.name+" ") {
+			t.Errorf("herd help does not list %q:\n%s", c.name, help)
+		}
+	}
 	for _, args := range [][]string{{"serve", "--help"}, {"serve", "-h"}, {"--help"}} {
 		code, stdout, stderr := runHerd(t, runOpts{}, args...)
 		if code != 0 || !strings.Contains(stdout, "-workers") || !strings.Contains(stdout, "CLUSTER_WORKERS") || stderr != "" {
