@@ -18,21 +18,21 @@ const idleRelease = 2 * time.Second
 // count memory the process no longer uses. It runs at most once per idle
 // period, never while the count keeps moving, and returns when ctx ends.
 func releaseWhenIdle(ctx context.Context, work func() uint64) {
-	t := time.NewTicker(idleRelease)
+	t := time.NewTicker(idleRelease / 4)
 	defer t.Stop()
-	last, released := work(), true
+	last, since, released := work(), time.Now(), true
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-		}
-		switch n := work(); {
-		case n != last:
-			last, released = n, false
-		case !released:
-			debug.FreeOSMemory()
-			released = true
+		case now := <-t.C:
+			switch n := work(); {
+			case n != last:
+				last, since, released = n, now, false
+			case !released && now.Sub(since) >= idleRelease:
+				debug.FreeOSMemory()
+				released = true
+			}
 		}
 	}
 }
