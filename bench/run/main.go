@@ -38,6 +38,8 @@ type config struct {
 	Out      string
 	Wrk      string
 	Singles  int
+	Settle   time.Duration
+	Procs    bool
 }
 
 func main() {
@@ -52,10 +54,12 @@ func main() {
 	flag.BoolVar(&cfg.Quick, "quick", false, "smoke run: 1 round of 1s runs (figures not meaningful)")
 	flag.StringVar(&cfg.Out, "out", "", "also write the report to this file (e.g. BENCHMARKS.md)")
 	flag.StringVar(&cfg.Wrk, "wrk", "wrk", "the wrk binary")
+	flag.DurationVar(&cfg.Settle, "settle", 5*time.Second, "idle time after the load before RSS is read again")
+	flag.BoolVar(&cfg.Procs, "gomaxprocs", true, "also run herd with N workers of GOMAXPROCS N each (oversubscribed), against the default")
 	flag.IntVar(&cfg.Singles, "singles", 20, "sequential single requests to /api/10000000 per contender and round (the fastest counts)")
 	flag.Parse()
 	if cfg.Quick {
-		cfg.Rounds, cfg.Duration, cfg.Warmup, cfg.Singles = 1, time.Second, 500*time.Millisecond, 5
+		cfg.Rounds, cfg.Duration, cfg.Warmup, cfg.Singles, cfg.Settle = 1, time.Second, 500*time.Millisecond, 5, 3*time.Second
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, cfg)
@@ -100,6 +104,7 @@ type sample struct {
 type roundResult struct {
 	Routes    map[string]sample
 	RSS       map[int]int64 // every process after all the load
+	Settled   map[int]int64 // every process once idle for Cfg.Settle
 	PrimaryID int
 	Single    time.Duration // fastest /api/10000000 alone
 	Procs     int           // GOMAXPROCS per worker from the primary's log; 0 if not logged
@@ -150,6 +155,9 @@ func contenders(cfg config) ([]contender, error) {
 			seen[w] = true
 			cs = append(cs, contender{Name: fmt.Sprintf("herd-%d", w), Herd: true, Workers: w})
 		}
+	}
+	if cfg.Procs && n > 1 {
+		cs = append(cs, contender{Name: fmt.Sprintf("herd-%d-gomaxprocs-%d", n, n), Herd: true, Workers: n, Procs: n})
 	}
 	return cs, nil
 }
@@ -270,10 +278,18 @@ func measure(ctx context.Context, cfg config, c contender, bin, work string) (rr
 	if rr.RSS, err = s.rss(ctx); err != nil {
 		return rr, err
 	}
-	rr.Single, err = single(ctx, s, cfg.Singles)
+	if rr.Single, err = single(ctx, s, cfg.Singles); err != nil {
+		return rr, err
+	}
 	s.mu.Lock()
 	rr.Procs = s.procs
 	s.mu.Unlock()
+	select {
+	case <-ctx.Done():
+		return rr, ctx.Err()
+	case <-time.After(cfg.Settle):
+	}
+	rr.Settled, err = s.rss(ctx)
 	return rr, err
 }
 

@@ -229,34 +229,46 @@ func render(r *results) string {
 		p("\n")
 	}
 
-	// Memory after all the load, per kind of process.
+	// Memory after all the load, per kind of process: at once, and once idle.
 	p("### Memory after all the load (VmRSS, MB)\n\n")
-	p("| contender | processes | primary / single process | largest worker |\n|---|---:|---:|---:|\n")
+	p("Right after the last route's load, and again once the server has been idle for %v (herd's\n", r.Cfg.Settle)
+	p("processes give the memory of a burst back to the OS after 2 s without work).\n\n")
+	p("| contender | processes | primary / single process | largest worker | idle %v: primary / single | idle %v: largest worker |\n", r.Cfg.Settle, r.Cfg.Settle)
+	p("|---|---:|---:|---:|---:|---:|\n")
 	for _, c := range r.Contenders {
-		var prim, work []float64
 		procs := 0
-		for _, rr := range r.ByName[c.Name] {
-			procs = len(rr.RSS)
-			wmax := 0.0
-			for pid, v := range rr.RSS {
-				if pid == rr.PrimaryID {
-					prim = append(prim, mb(v))
-				} else {
-					wmax = max(wmax, mb(v))
+		cols := make([]string, 0, 4)
+		for _, pick := range []func(roundResult) map[int]int64{
+			func(rr roundResult) map[int]int64 { return rr.RSS },
+			func(rr roundResult) map[int]int64 { return rr.Settled },
+		} {
+			var prim, work []float64
+			for _, rr := range r.ByName[c.Name] {
+				m := pick(rr)
+				procs = max(procs, len(m))
+				wmax := 0.0
+				for pid, v := range m {
+					if pid == rr.PrimaryID {
+						prim = append(prim, mb(v))
+					} else {
+						wmax = max(wmax, mb(v))
+					}
+				}
+				if c.Workers > 0 && len(m) > 0 {
+					work = append(work, wmax)
 				}
 			}
-			if c.Workers > 0 {
-				work = append(work, wmax)
+			sp, _ := spreadOf(prim)
+			wcol := "—"
+			if sw, ok := spreadOf(work); ok {
+				wcol = sw.format(len(work), fMB)
 			}
+			cols = append(cols, sp.format(len(prim), fMB), wcol)
 		}
-		sp, _ := spreadOf(prim)
-		wcol := "—"
-		if sw, ok := spreadOf(work); ok {
-			wcol = sw.format(len(work), fMB)
-		}
-		p("| %s | %d | %s | %s |\n", c.Name, procs, sp.format(len(prim), fMB), wcol)
+		p("| %s | %d | %s |\n", c.Name, procs, strings.Join(cols, " | "))
 	}
 	p("\n")
+	procsSection(p, r)
 
 	// /api/{n} alone.
 	p("### `/api/%d` alone (fastest of %d sequential requests per round, idle server)\n\n", sumN, r.Cfg.Singles)
@@ -382,9 +394,10 @@ func verdicts(r *results, best time.Duration) []string {
 			label, state, strings.Join(parts, ", "), strings.Join(eff, ", ")))
 	}
 
-	// RSS: the largest figure seen of any herd process, any round, any route.
-	var worst int64
-	where := ""
+	// RSS: the largest figure seen of any herd process, any round: right
+	// after a route's load, and once idle.
+	var worst, settled int64
+	where, settledWhere := "", ""
 	for _, c := range r.Contenders {
 		if !c.Herd {
 			continue
@@ -400,11 +413,18 @@ func verdicts(r *results, best time.Duration) []string {
 					worst, where = v, fmt.Sprintf("%s after all the load, round %d", c.Name, i+1)
 				}
 			}
+			for _, v := range rr.Settled {
+				if v > settled {
+					settled, settledWhere = v, fmt.Sprintf("%s, round %d", c.Name, i+1)
+				}
+			}
 		}
 	}
-	state := "**met**"
-	if worst >= rssLimit {
-		state = "**missed**"
+	metOrMissed := func(v int64) string {
+		if v >= rssLimit {
+			return "**missed**"
+		}
+		return "**met**"
 	}
 	plainMax := 0.0
 	for _, rr := range r.ByName["plain"] {
@@ -412,8 +432,8 @@ func verdicts(r *results, best time.Duration) []string {
 			plainMax = max(plainMax, mb(v))
 		}
 	}
-	out = append(out, fmt.Sprintf("Every herd process < 15 MB RSS after load: %s (largest seen %.1f MB: %s; plain, for comparison, %.1f MB).",
-		state, mb(worst), where, plainMax))
+	out = append(out, fmt.Sprintf("Every herd process < 15 MB RSS after load, once idle %v: %s (largest %.1f MB: %s). Right after the load, before the idle release: %s (largest %.1f MB: %s; plain, for comparison, %.1f MB).",
+		r.Cfg.Settle, metOrMissed(settled), mb(settled), settledWhere, metOrMissed(worst), mb(worst), where, plainMax))
 
 	// Loop speed.
 	if r.Machine.CPU.MHz <= 0 {
@@ -451,4 +471,43 @@ func verdicts(r *results, best time.Duration) []string {
 			state, s.Med, s.Min, s.Max))
 	}
 	return out
+}
+
+// procsSection compares herd's default GOMAXPROCS per worker (usable cores
+// divided among the workers) with every worker given all the cores, when
+// the run had both.
+func procsSection(p func(string, ...any), r *results) {
+	var def, over contender
+	for _, c := range r.Contenders {
+		if c.Procs > 0 {
+			over = c
+		}
+	}
+	for _, c := range r.Contenders {
+		if c.Herd && c.Procs == 0 && c.Workers == over.Workers {
+			def = c
+		}
+	}
+	if over.Name == "" || def.Name == "" {
+		return
+	}
+	dp := 0
+	if rrs := r.ByName[def.Name]; len(rrs) > 0 {
+		dp = rrs[0].Procs
+	}
+	p("### GOMAXPROCS per worker\n\n")
+	p("`%s` gives each of its %d workers GOMAXPROCS %d (herd's default: usable cores / workers);\n", def.Name, def.Workers, dp)
+	p("`%s` gives each GOMAXPROCS %d (`--worker-gomaxprocs %d`), so together they oversubscribe the cores.\n\n", over.Name, over.Procs, over.Procs)
+	p("| route | req/s default | req/s oversubscribed | ratio | p99 default | p99 oversubscribed |\n|---|---:|---:|---:|---:|---:|\n")
+	for _, rt := range routes {
+		d, ok1 := spreadOf(r.collect(def.Name, rt.Name, rpsOf))
+		o, ok2 := spreadOf(r.collect(over.Name, rt.Name, rpsOf))
+		if !ok1 || !ok2 || d.Med == 0 {
+			continue
+		}
+		d99, _ := spreadOf(r.collect(def.Name, rt.Name, func(s sample) (float64, bool) { return float64(s.Wrk.P99), s.NA == "" }))
+		o99, _ := spreadOf(r.collect(over.Name, rt.Name, func(s sample) (float64, bool) { return float64(s.Wrk.P99), s.NA == "" }))
+		p("| %s | %s | %s | %.2f× | %s | %s |\n", rt.Name, fRPS(d.Med), fRPS(o.Med), o.Med/d.Med, fDur(d99.Med), fDur(o99.Med))
+	}
+	p("\n")
 }

@@ -23,6 +23,7 @@ type contender struct {
 	Name    string
 	Herd    bool // a herd binary (has the shared-state route wired, maybe)
 	Workers int  // herd workers; 0 for a single process
+	Procs   int  // --worker-gomaxprocs; 0 for herd's default
 }
 
 func (c contender) args(bin string) []string {
@@ -34,7 +35,11 @@ func (c contender) args(bin string) []string {
 	if c.Workers == 0 {
 		return append(a, "--cluster", "off")
 	}
-	return append(a, "--workers", strconv.Itoa(c.Workers))
+	a = append(a, "--workers", strconv.Itoa(c.Workers))
+	if c.Procs > 0 {
+		a = append(a, "--worker-gomaxprocs", strconv.Itoa(c.Procs))
+	}
+	return a
 }
 
 // herdEnv lists the environment variables herd serve reads; the driver
