@@ -2,12 +2,13 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,13 +76,33 @@ const (
 )
 
 func benchOp(b *testing.B, s store.Store, op string, callers int) {
-	ctx := context.Background()
 	value := make([]byte, benchValueSize)
+	if err := preload(context.Background(), s, value); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	lat, err := timeOps(context.Background(), s, op, callers, b.N, value)
+	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	reportLatency(b, lat)
+}
+
+// preload writes the benchmark's keys, so that every get finds its key.
+func preload(ctx context.Context, s store.Store, value []byte) error {
 	for i := range benchKeys {
 		if err := s.Set(ctx, benchKey(i), value, 0); err != nil {
-			b.Fatal(err)
+			return err
 		}
 	}
+	return nil
+}
+
+// timeOps runs n gets or sets of the benchmark's keys on s from callers
+// goroutines at once and returns every operation's latency, sorted.
+func timeOps(ctx context.Context, s store.Store, op string, callers, n int, value []byte) ([]time.Duration, error) {
 	do := func(i int) error {
 		if op == "get" {
 			_, err := s.Get(ctx, benchKey(i))
@@ -89,50 +110,43 @@ func benchOp(b *testing.B, s store.Store, op string, callers int) {
 		}
 		return s.Set(ctx, benchKey(i), value, 0)
 	}
-	var (
-		mu  sync.Mutex
-		all []time.Duration
-	)
-	record := func(lat []time.Duration) {
-		mu.Lock()
-		all = append(all, lat...)
-		mu.Unlock()
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	if callers == 1 {
-		lat := make([]time.Duration, 0, b.N)
-		for i := 0; i < b.N; i++ {
-			start := time.Now()
-			if err := do(i % benchKeys); err != nil {
-				b.Fatal(err)
-			}
-			lat = append(lat, time.Since(start))
-		}
-		record(lat)
-	} else {
-		procs := runtime.GOMAXPROCS(0)
-		b.SetParallelism((callers + procs - 1) / procs)
-		b.RunParallel(func(pb *testing.PB) {
-			lat := make([]time.Duration, 0, 1024)
-			r := rand.New(rand.NewPCG(rand.Uint64(), 0))
-			for pb.Next() {
+	lats := make([][]time.Duration, callers)
+	errs := make([]error, callers)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for c := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(rand.Uint64(), uint64(c)))
+			lat := make([]time.Duration, 0, n/callers+1)
+			for next.Add(1) <= int64(n) {
 				start := time.Now()
 				if err := do(r.IntN(benchKeys)); err != nil {
-					b.Error(err)
+					errs[c] = err
 					return
 				}
 				lat = append(lat, time.Since(start))
 			}
-			record(lat)
-		})
+			lats[c] = lat
+		}()
 	}
-	b.StopTimer()
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	all := slices.Concat(lats...)
 	slices.Sort(all)
-	if len(all) > 0 {
-		b.ReportMetric(float64(all[len(all)*50/100].Nanoseconds())/1e3, "p50-µs")
-		b.ReportMetric(float64(all[len(all)*99/100].Nanoseconds())/1e3, "p99-µs")
+	return all, nil
+}
+
+// reportLatency reports the 50th and 99th percentiles of sorted latencies.
+func reportLatency(b *testing.B, sorted []time.Duration) {
+	if len(sorted) == 0 {
+		return
 	}
+	b.ReportMetric(float64(sorted[len(sorted)*50/100].Nanoseconds())/1e3, "p50-µs")
+	b.ReportMetric(float64(sorted[len(sorted)*99/100].Nanoseconds())/1e3, "p99-µs")
 }
 
 func benchKey(i int) string { return fmt.Sprintf("cluster:bench:%04d", i) }
