@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -188,6 +189,27 @@ func TestWorkerThatFailsAtStartIsRestartedWithBackoff(t *testing.T) {
 		len(logs.records("worker keeps dying soon after start; backing off")); n < 5 {
 		t.Errorf("the log announced %d backoffs, want one per early death", n)
 	}
+
+	// Meanwhile the primary (this process) stays idle: a start every 400 ms
+	// costs it a fork and a few log lines, not a busy core.
+	cpu0, t0 := processCPU(t), time.Now()
+	n0 := len(logs.records("worker started"))
+	waitFor(t, 30*time.Second, "three more starts at the capped delay", func() bool { return len(logs.records("worker started")) >= n0+3 })
+	used, wall := processCPU(t)-cpu0, time.Since(t0)
+	t.Logf("the primary used %v of CPU in %v of backing off", used, wall)
+	if used > wall/4 {
+		t.Errorf("the primary used %v of CPU in %v of backing off, want well under a quarter of a core", used, wall)
+	}
+}
+
+// processCPU is the CPU time this process has used, user and system.
+func processCPU(t *testing.T) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func TestWorkersServeAndReachThePrimary(t *testing.T) {
