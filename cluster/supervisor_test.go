@@ -46,8 +46,15 @@ type harness struct {
 }
 
 func newHarness(t *testing.T, workers int) *harness {
+	return newHarnessWith(t, Options{Workers: workers})
+}
+
+// newHarnessWith is newHarness with more options; Logger is the harness's.
+func newHarnessWith(t *testing.T, opts Options) *harness {
 	h := &harness{t: t, clock: time.Unix(1_000_000, 0), procs: map[int]*fakeProc{}, next: 100, logs: &bytes.Buffer{}}
-	opts := Options{Workers: workers, Logger: slog.New(slog.NewTextHandler(h.logs, nil))}.withDefaults()
+	workers := opts.Workers
+	opts.Logger = slog.New(slog.NewTextHandler(h.logs, nil))
+	opts = opts.withDefaults()
 	h.p = newPrimary(opts, func(p *primary, id int) (int, handle, error) {
 		h.next++
 		f := &fakeProc{id: id, pid: h.next}
