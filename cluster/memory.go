@@ -14,7 +14,7 @@ const idleRelease = 2 * time.Second
 // (the count of requests served, or of calls answered) has stood still for
 // idleRelease after moving. The Go runtime keeps the heap a burst grew for
 // reuse, so without this a process's RSS stays near its peak long after the
-// load: the figure herd status shows and Options.MaxMemory compares would
+// load: the figure herd status shows and Options.Recycle.MaxRSS compares would
 // count memory the process no longer uses. It runs at most once per idle
 // period, never while the count keeps moving, and returns when ctx ends.
 func releaseWhenIdle(ctx context.Context, work func() uint64) {

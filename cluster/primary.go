@@ -100,19 +100,20 @@ type primary struct {
 	calls  atomic.Uint64 // requests from workers answered (the shared store's load)
 
 	// Owned by the loop.
-	want         int
-	procs        map[int]*proc // by pid
-	slots        map[int]*slot // by worker id
-	shutting     bool
-	handedOver   bool      // an upgrade succeeded: the new primary owns the sockets
-	deadline     time.Time // when draining workers get killed
-	allReadySaid bool
-	reloading    *reloadOp
-	upgrading    *upgradeOp
-	waiters      []*waiter
-	stopWaiters  []chan error // answered when the loop returns
-	onAllReady   []func()     // run once, the first time every worker is ready
-	rnd          func(n uint64) uint64
+	want           int
+	procs          map[int]*proc // by pid
+	slots          map[int]*slot // by worker id
+	shutting       bool
+	handedOver     bool      // an upgrade succeeded: the new primary owns the sockets
+	deadline       time.Time // when draining workers get killed
+	allReadySaid   bool
+	reloading      *reloadOp
+	upgrading      *upgradeOp
+	waiters        []*waiter
+	stopWaiters    []chan error // answered when the loop returns
+	onAllReady     []func()     // run once, the first time every worker is ready
+	rssLimitWarned bool         // said once that Recycle.MaxRSS is below a new worker's RSS
+	rnd            func(n uint64) uint64
 }
 
 func newPrimary(opts Options, spawn spawner) *primary {
