@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -261,5 +263,100 @@ func TestLoadtestCmdInterrupt(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("still running 10s after SIGINT")
+	}
+}
+
+func TestIsTerminal(t *testing.T) {
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devNull.Close()
+	file, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	for _, tc := range []struct {
+		name string
+		w    io.Writer
+	}{
+		{"/dev/null, a character device", devNull},
+		{"a regular file", file},
+		{"a pipe", w},
+		{"a buffer", &bytes.Buffer{}},
+	} {
+		if isTerminal(tc.w) {
+			t.Errorf("isTerminal(%s) = true, want false", tc.name)
+		}
+	}
+}
+
+// "herd loadtest > /dev/null" in a terminal, or in a pipeline: /dev/null
+// is no terminal, so no progress bar on the stderr that is a file.
+func TestLoadtestCmdStdoutDevNull(t *testing.T) {
+	url := loadtestServer(t, func(w http.ResponseWriter, r *http.Request) {})
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devNull.Close()
+	stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stderr.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if code := cmdLoadtest(ctx, []string{url, "-n", "20", "-c", "2"}, devNull, stderr); code != exitOK {
+		t.Fatalf("exit %d, want 0", code)
+	}
+	if b, err := os.ReadFile(stderr.Name()); err != nil || len(b) != 0 {
+		t.Errorf("stderr %q (%v), want nothing", b, err)
+	}
+}
+
+// The progress bar is drawn on stderr when stderr is a terminal, and the
+// histogram is printed on stdout when stdout is one, each decided on its
+// own stream.
+func TestLoadtestCmdTerminalPerStream(t *testing.T) {
+	url := loadtestServer(t, func(w http.ResponseWriter, r *http.Request) {})
+	const bar, histogram = "\x1b[K", "Latency histogram" // the bar clears to the end of its line
+	tests := []struct {
+		name                 string
+		stdoutTTY, stderrTTY bool
+	}{
+		{"neither", false, false},
+		{"stdout only", true, false},
+		{"stderr only", false, true},
+		{"both", true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			tty := func(w io.Writer) bool {
+				return w == io.Writer(&stdout) && tt.stdoutTTY || w == io.Writer(&stderr) && tt.stderrTTY
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if code := loadtestWith(ctx, []string{url, "-n", "20", "-c", "2"}, &stdout, &stderr, tty); code != exitOK {
+				t.Fatalf("exit %d, want 0; stderr %q", code, stderr.String())
+			}
+			if got := strings.Contains(stderr.String(), bar); got != tt.stderrTTY {
+				t.Errorf("progress bar on stderr: %v, want %v; stderr %q", got, tt.stderrTTY, stderr.String())
+			}
+			if got := strings.Contains(stdout.String(), histogram); got != tt.stdoutTTY {
+				t.Errorf("histogram on stdout: %v, want %v:\n%s", got, tt.stdoutTTY, stdout.String())
+			}
+			if strings.Contains(stdout.String(), bar) {
+				t.Errorf("the progress bar went to stdout:\n%q", stdout.String())
+			}
+		})
 	}
 }
