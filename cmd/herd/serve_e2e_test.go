@@ -646,3 +646,95 @@ func TestHerdCommands(t *testing.T) {
 		t.Errorf("herd help: exit %d, stdout %q", code, stdout)
 	}
 }
+
+// The real binary's server limits and error answers, end to end: what the
+// app package's httptest tests cannot show is that herd serve puts the
+// handlers behind a server with the same limits (headers, bodies) and that
+// every answer its handlers give carries the worker's identity.
+func TestServeBadInputEndToEnd(t *testing.T) {
+	t.Parallel()
+	p := startServe(t, herdtest.Options{}, "--workers", "2")
+	// net/http reads up to MaxHeaderBytes plus 4 KiB of slack before it
+	// refuses headers: well under and well over 1 MiB, then.
+	const underHeader, overHeader = 1<<20 - 4<<10, 1<<20 + 16<<10
+	padded := func(json string, size int) string { return json + strings.Repeat(" ", size-len(json)) }
+	tests := []struct {
+		name       string
+		method     string
+		path       string
+		padHeader  int    // bytes of an X-Pad header, 0 for none
+		body       string // sent as application/json when not empty
+		wantStatus int
+		wantBody   string // in the body
+		wantAllow  string
+		jsonError  bool // the body is {"error": "..."}
+		fromHerd   bool // herd's handlers answered, not net/http
+	}{
+		{name: "GET /api/10", method: "GET", path: "/api/10",
+			wantStatus: 200, wantBody: "Final count is 55 ", fromHerd: true},
+		{name: "GET /api/abc", method: "GET", path: "/api/abc",
+			wantStatus: 400, wantBody: `\"abc\"`, jsonError: true, fromHerd: true},
+		{name: "POST /pid", method: "POST", path: "/pid",
+			wantStatus: 405, wantBody: "method POST not allowed on /pid", wantAllow: "GET, HEAD", jsonError: true, fromHerd: true},
+		{name: "GET /nope", method: "GET", path: "/nope",
+			wantStatus: 404, wantBody: "no route for GET /nope", jsonError: true, fromHerd: true},
+		{name: "headers under 1 MiB", method: "GET", path: "/pid", padHeader: underHeader,
+			wantStatus: 200, wantBody: `"processid"`, fromHerd: true},
+		// net/http answers before any handler runs, so this one carries no
+		// X-Worker-Id: the one exception to "every response carries it".
+		{name: "headers over 1 MiB", method: "GET", path: "/pid", padHeader: overHeader,
+			wantStatus: 431, wantBody: "Request Header Fields Too Large"},
+		{name: "body of exactly 1 MiB", method: "POST", path: "/cluster/cpu-intensive", body: padded(`{"n":10}`, app.MaxBody),
+			wantStatus: 200, wantBody: `"result":55`, fromHerd: true},
+		{name: "body over 1 MiB", method: "POST", path: "/cluster/cpu-intensive", body: padded(`{"n":10}`, app.MaxBody+1),
+			wantStatus: 413, wantBody: "request body is larger than 1048576 bytes", jsonError: true, fromHerd: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			req, err := http.NewRequest(tc.method, p.URL+tc.path, strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.body != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			if tc.padHeader > 0 {
+				req.Header.Set("X-Pad", strings.Repeat("a", tc.padHeader))
+			}
+			resp, err := freshClient.Do(req)
+			if err != nil {
+				t.Fatalf("%s %s: %v", tc.method, tc.path, err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatalf("reading the body: %v", err)
+			}
+			if resp.StatusCode != tc.wantStatus || !strings.Contains(string(body), tc.wantBody) {
+				t.Errorf("%s %s = %d %s, want %d with %s", tc.method, tc.path, resp.StatusCode, body, tc.wantStatus, tc.wantBody)
+			}
+			if got := resp.Header.Get("Allow"); got != tc.wantAllow {
+				t.Errorf("Allow %q, want %q", got, tc.wantAllow)
+			}
+			if tc.jsonError {
+				var e struct {
+					Error string `json:"error"`
+				}
+				if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+					t.Errorf("Content-Type %q, want application/json", ct)
+				}
+				if err := json.Unmarshal(body, &e); err != nil || e.Error == "" {
+					t.Errorf("body %s, want {\"error\": \"...\"} (%v)", body, err)
+				}
+			}
+			id, pid := resp.Header.Get("X-Worker-Id"), resp.Header.Get("X-Worker-Pid")
+			switch {
+			case tc.fromHerd && (id != "1" && id != "2" || pid == "" || pid == strconv.Itoa(primaryPID(p))):
+				t.Errorf("X-Worker-Id %q X-Worker-Pid %q, want worker 1 or 2 and its pid", id, pid)
+			case !tc.fromHerd && (id != "" || pid != ""):
+				t.Errorf("X-Worker-Id %q X-Worker-Pid %q on an answer of net/http's own: has herd started stamping those? update this test", id, pid)
+			}
+		})
+	}
+}
