@@ -48,7 +48,7 @@ var settingsEnv = map[string]bool{
 	"PORT": true, "HOST": true, "CLUSTER_MODE": true, "CLUSTER_ENABLED": true, "CLUSTER_WORKERS": true,
 	"APP_ENV": true, "SHUTDOWN_TIMEOUT": true, "LOG_FORMAT": true, "ENABLE_CRASH_ENDPOINT": true,
 	"STATE_FILE": true, "REDIS_URL": true, "READY_TIMEOUT": true, "WORKER_TIMEOUT": true,
-	"MAX_REQUESTS": true, "MAX_MEMORY": true, "PID_FILE": true, "CONTROL_SOCKET": true,
+	"MAX_REQUESTS": true, "MAX_MEMORY": true, "WORKER_GOMAXPROCS": true, "PID_FILE": true, "CONTROL_SOCKET": true,
 	"HERD_WORKER_ID": true, "HERD_UPGRADE_FROM": true, "LISTEN_FDS": true, "LISTEN_FDNAMES": true, "LISTEN_PID": true,
 }
 

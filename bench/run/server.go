@@ -46,7 +46,8 @@ func (c contender) args(bin string) []string {
 // removes them so that a developer's shell does not change what is measured.
 var herdEnv = []string{"PORT", "HOST", "CLUSTER_MODE", "CLUSTER_ENABLED", "CLUSTER_WORKERS",
 	"APP_ENV", "SHUTDOWN_TIMEOUT", "LOG_FORMAT", "ENABLE_CRASH_ENDPOINT", "REDIS_URL", "STATE_FILE",
-	"MAX_MEMORY", "MAX_REQUESTS", "PID_FILE", "CONTROL_SOCKET", "READY_TIMEOUT", "WORKER_TIMEOUT"}
+	"MAX_MEMORY", "MAX_REQUESTS", "PID_FILE", "CONTROL_SOCKET", "READY_TIMEOUT", "WORKER_TIMEOUT",
+	"WORKER_GOMAXPROCS", "GOMAXPROCS"}
 
 func cleanEnv() []string {
 	var env []string

@@ -7,9 +7,12 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/herd-go/herd/internal/herdtest"
 )
 
 // envMap is an injected environment.
@@ -372,5 +375,15 @@ func TestReadDotenv(t *testing.T) {
 	}
 	if _, err := readDotenv(dir); err == nil {
 		t.Error("a .env that is a directory: no error")
+	}
+}
+
+// Tests start herd without the settings of the developer's shell: the list
+// they strip must name every setting herd serve reads.
+func TestTestsStripEverySetting(t *testing.T) {
+	for _, s := range serveSettings {
+		if !slices.Contains(herdtest.SettingsEnv, s.env) {
+			t.Errorf("herdtest.SettingsEnv lacks %s (--%s): a developer's %s would leak into the end-to-end tests", s.env, s.flag, s.env)
+		}
 	}
 }

@@ -353,7 +353,9 @@ func TestRecyclingByMaxMemoryDropsNothing(t *testing.T) {
 	}
 	t.Logf("%d recycles for memory, %d complete", len(p.Find(isMemoryRecycle)), drained)
 	// A limit below a new worker's size is a mistake worth one warning.
-	warned := p.Find(func(r herdtest.Record) bool { return strings.Contains(r.Msg(), "over the memory limit as soon as it starts") })
+	warned := p.Find(func(r herdtest.Record) bool {
+		return strings.Contains(r.Msg(), "over the memory limit as soon as it starts")
+	})
 	if len(warned) != 1 {
 		t.Errorf("%d warnings that the limit is below a new worker's RSS, want exactly 1", len(warned))
 	}

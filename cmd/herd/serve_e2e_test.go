@@ -528,16 +528,7 @@ func runHerd(t *testing.T, o runOpts, args ...string) (code int, stdout, stderr 
 	if cmd.Dir == "" {
 		cmd.Dir = t.TempDir()
 	}
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case "PORT", "HOST", "CLUSTER_MODE", "CLUSTER_ENABLED", "CLUSTER_WORKERS", "APP_ENV",
-			"SHUTDOWN_TIMEOUT", "LOG_FORMAT", "ENABLE_CRASH_ENDPOINT", "HERD_WORKER_ID",
-			"LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID":
-			continue
-		}
-		cmd.Env = append(cmd.Env, kv)
-	}
+	cmd.Env = herdtest.CleanEnv()
 	cmd.Env = append(cmd.Env, noExitSleep)
 	cmd.Env = append(cmd.Env, o.env...)
 	var out, errOut bytes.Buffer

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -162,7 +163,7 @@ func Start(t testing.TB, opts Options, args ...string) *Proc {
 		cmd.Dir = t.TempDir()
 	}
 	// A -race binary sleeps a second at exit by default; tests time exits.
-	cmd.Env = append(append(cleanEnv(), "GORACE=atexit_sleep_ms=0"), opts.Env...)
+	cmd.Env = append(append(CleanEnv(), "GORACE=atexit_sleep_ms=0"), opts.Env...)
 	p := &Proc{t: t, Cmd: cmd, pids: map[int]bool{}, workers: map[int]bool{}, exited: make(chan struct{})}
 	// An *os.File pipe, so that Wait returns when this process exits even
 	// if a process it started (an upgraded primary) still holds the pipe.
@@ -187,19 +188,26 @@ func Start(t testing.TB, opts Options, args ...string) *Proc {
 	return p
 }
 
-// cleanEnv is this environment without herd's own settings, so that a
+// SettingsEnv are the environment variables herd serve reads (a test in
+// cmd/herd checks the list against the command's settings), and the markers
+// of a worker or an upgrade. Tests start herd without them, so that a
 // developer's shell does not leak into tests.
-func cleanEnv() []string {
+var SettingsEnv = []string{
+	"PORT", "HOST", "CLUSTER_MODE", "CLUSTER_ENABLED", "CLUSTER_WORKERS", "APP_ENV",
+	"SHUTDOWN_TIMEOUT", "LOG_FORMAT", "ENABLE_CRASH_ENDPOINT", "STATE_FILE", "REDIS_URL",
+	"READY_TIMEOUT", "WORKER_TIMEOUT", "MAX_REQUESTS", "MAX_MEMORY", "WORKER_GOMAXPROCS",
+	"PID_FILE", "CONTROL_SOCKET",
+	"HERD_WORKER_ID", "HERD_UPGRADE_FROM", "LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", "GOMAXPROCS",
+}
+
+// CleanEnv is this process's environment without SettingsEnv.
+func CleanEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case "PORT", "HOST", "CLUSTER_MODE", "CLUSTER_ENABLED", "CLUSTER_WORKERS", "APP_ENV",
-			"SHUTDOWN_TIMEOUT", "LOG_FORMAT", "ENABLE_CRASH_ENDPOINT", "STATE_FILE", "REDIS_URL",
-			"HERD_WORKER_ID", "LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", "GOMAXPROCS":
-			continue
+		if !slices.Contains(SettingsEnv, k) {
+			env = append(env, kv)
 		}
-		env = append(env, kv)
 	}
 	return env
 }
