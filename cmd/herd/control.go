@@ -123,8 +123,12 @@ func printStatus(w io.Writer, s cluster.Status) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tPID\tSTATE\tUPTIME\tRESTARTS\tREQUESTS\tMEMORY")
 	for _, wk := range s.Workers {
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%d\t%d\t%.1f MB\n", wk.ID, wk.PID, wk.State,
-			humanDuration(time.Since(wk.Started)), wk.Restarts, wk.Requests, float64(wk.RSS)/(1<<20))
+		mem := "-" // no heartbeat yet
+		if wk.RSS > 0 {
+			mem = fmt.Sprintf("%.1f MB", float64(wk.RSS)/(1<<20))
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%d\t%d\t%s\n", wk.ID, wk.PID, wk.State,
+			humanDuration(time.Since(wk.Started)), wk.Restarts, wk.Requests, mem)
 	}
 	tw.Flush()
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -599,6 +600,33 @@ func TestStopRightAfterIdleReloadsIsPrompt(t *testing.T) {
 		}
 		if took := time.Since(start); took > 10*time.Second {
 			t.Fatalf("an idle cluster took %v to stop after reloads; a worker hung while draining", took)
+		}
+	}
+}
+
+// herd status prints one line per worker, as pm2 list does; a worker that
+// has not sent a heartbeat yet has no memory figure rather than 0 MB.
+func TestStatusTable(t *testing.T) {
+	now := time.Now()
+	s := cluster.Status{PrimaryPID: 100, Addr: "[::]:3000", Want: 2, Workers: []cluster.WorkerStatus{
+		{ID: 1, PID: 101, State: cluster.StateReady, Started: now.Add(-90 * time.Second), Restarts: 2, Heartbeat: cluster.Heartbeat{Requests: 1234, RSS: 11 << 20}},
+		{ID: 2, PID: 102, State: cluster.StateStarting, Started: now},
+	}}
+	var b bytes.Buffer
+	printStatus(&b, s)
+	want := [][]string{
+		{"primary", "100", "on", "[::]:3000,", "2", "workers", "wanted"},
+		{"ID", "PID", "STATE", "UPTIME", "RESTARTS", "REQUESTS", "MEMORY"},
+		{"1", "101", "ready", "1m30s", "2", "1234", "11.0", "MB"},
+		{"2", "102", cluster.StateStarting, "0s", "0", "0", "-"},
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("herd status printed %d lines, want %d:\n%s", len(lines), len(want), b.String())
+	}
+	for i, w := range want {
+		if got := strings.Fields(lines[i]); !slices.Equal(got, w) {
+			t.Errorf("line %d = %q, want fields %q", i+1, lines[i], w)
 		}
 	}
 }
