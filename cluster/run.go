@@ -14,8 +14,9 @@ const EnvWorkerID = "HERD_WORKER_ID"
 // Exit codes with a meaning to the primary.
 const (
 	// ExitStartFailed is what a worker should exit with when it cannot
-	// start at all (bad configuration, missing dependency): the primary
-	// restarts it with backoff rather than at once.
+	// start at all (bad configuration, missing dependency), so that the
+	// primary's "worker died" line says why. Like any worker that dies
+	// soon after its start, it is restarted with backoff, not at once.
 	ExitStartFailed = 3
 )
 

@@ -383,7 +383,7 @@ func verdicts(r *results, best time.Duration) []string {
 			}
 		}
 		label := c.Name
-		if c.Workers == n {
+		if c.Workers == n && c.Procs == 0 {
 			label += " (N, the default)"
 		}
 		state := "**met**"

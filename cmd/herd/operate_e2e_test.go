@@ -630,3 +630,51 @@ func TestStatusTable(t *testing.T) {
 		}
 	}
 }
+
+// What a user does to check a deploy: herd loadtest against a running herd
+// while it reloads. Nothing fails and nothing needs resending, and both
+// workers (old and new processes under the same ids) served a share.
+func TestLoadtestDuringReloadsReportsNothingLost(t *testing.T) {
+	p := herdtest.Start(t, herdtest.Options{}, "serve", "--workers", "2")
+	p.WaitReady(30 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	lt := exec.CommandContext(ctx, herdtest.Binary(t), "loadtest", p.URL+"/pid", "-c", "50", "-d", "50s", "--json")
+	lt.Env = herdtest.CleanEnv()
+	var out, errOut bytes.Buffer
+	lt.Stdout, lt.Stderr = &out, &errOut
+	if err := lt.Start(); err != nil {
+		t.Fatal(err)
+	}
+	served := func() (n uint64) { // by the ready workers, as of their last heartbeat
+		for _, w := range status(t, p).Workers {
+			if w.State == cluster.StateReady {
+				n += w.Requests
+			}
+		}
+		return n
+	}
+	p.Eventually(20*time.Second, "the load to reach the workers", func() bool { return served() > 500 })
+	for i := range 3 {
+		if code, msg := herdCmd(t, p, "reload"); code != 0 {
+			t.Fatalf("reload %d: exit %d: %s", i+1, code, msg)
+		}
+		p.Eventually(20*time.Second, "the new workers to serve the load", func() bool { return served() > 500 })
+	}
+	lt.Process.Signal(syscall.SIGINT) // herd loadtest reports what it did so far
+	err := lt.Wait()
+	var doc struct {
+		Requests, Failed, Resent int64
+		Workers                  struct{ Requests map[string]int64 }
+	}
+	if jerr := json.Unmarshal(out.Bytes(), &doc); jerr != nil {
+		t.Fatalf("herd loadtest (%v): not one JSON document: %v\nstdout %s\nstderr %s", err, jerr, out.String(), errOut.String())
+	}
+	if err != nil || doc.Failed != 0 || doc.Resent != 0 {
+		t.Errorf("herd loadtest during 3 reloads: %v, %d of %d requests failed, %d resent; want exit 0, none failed or resent\nstderr %s",
+			err, doc.Failed, doc.Requests, doc.Resent, errOut.String())
+	}
+	if doc.Requests < 1000 || doc.Workers.Requests["1"] == 0 || doc.Workers.Requests["2"] == 0 {
+		t.Errorf("herd loadtest: %d requests, per worker %v; want a real load spread over workers 1 and 2", doc.Requests, doc.Workers.Requests)
+	}
+}

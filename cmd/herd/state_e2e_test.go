@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -109,6 +110,44 @@ func TestStateWrittenThroughOneWorkerIsReadThroughAnother(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// The embedded store lives in the primary: killing every worker loses
+// nothing, and their replacements read what the dead ones wrote.
+func TestEmbeddedStateSurvivesTheCrashOfEveryWorker(t *testing.T) {
+	p := herdtest.Start(t, herdtest.Options{}, "serve", "--workers", "2")
+	p.WaitReady(30 * time.Second)
+	for i := range 10 {
+		if code, _, body := p.Do("POST", "/cluster/counter", ""); code != 200 {
+			t.Fatalf("counter %d: %d %s", i+1, code, body)
+		}
+	}
+	if code, _, body := p.Do("POST", "/cluster/shared-state", `{"key":"survivor","value":[1,2,3]}`); code != 200 {
+		t.Fatalf("POST: %d %s", code, body)
+	}
+	old := p.WorkerPIDs()
+	for _, pid := range old {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Eventually(30*time.Second, "two new workers started", func() bool { return len(p.WorkerPIDs()) >= len(old)+2 })
+	p.Eventually(30*time.Second, "the value read back through a new worker", func() bool {
+		code, h, body := p.Do("GET", "/cluster/shared-state/survivor", "")
+		for _, pid := range old {
+			if h.Get("X-Worker-Pid") == strconv.Itoa(pid) {
+				return false
+			}
+		}
+		if code != 200 || !strings.Contains(string(body), `"value":[1,2,3]`) {
+			t.Fatalf("after every worker was killed: %d %s, want the value written before", code, body)
+		}
+		return true
+	})
+	code, _, body := p.Do("POST", "/cluster/counter", "")
+	if code != 200 || !strings.Contains(string(body), `"counter":11`) {
+		t.Errorf("counter after every worker was killed: %d %s, want 11", code, body)
+	}
 }
 
 func TestAcknowledgedWritesSurviveSIGKILLOfThePrimary(t *testing.T) {
