@@ -43,6 +43,16 @@ type RedisOptions struct {
 	PoolSize int
 }
 
+// quietRedis turns go-redis's own logger off, once per process: it writes
+// a line to stderr for every failed connection attempt, so a Redis that is
+// down would flood the log with lines that repeat the ErrUnavailable errors
+// the store returns, which its callers report (herd's app rate-limits them).
+var quietRedis sync.Once
+
+type discardRedisLog struct{}
+
+func (discardRedisLog) Printf(context.Context, string, ...any) {}
+
 // redisStore is the Redis backend.
 type redisStore struct {
 	client  *redis.Client
@@ -65,8 +75,11 @@ type redisStore struct {
 // Keys is SCAN MATCH with the prefix's glob characters escaped. A command
 // whose reply is lost is not retried (a retried INCR could count twice): it
 // fails with ErrUnavailable. Each operation gives up after opts.Timeout.
-// Safe for concurrent use. Backend reports "redis".
+// Safe for concurrent use. Backend reports "redis". The first call turns
+// go-redis's own process-wide logger off: its lines repeat the errors the
+// store returns.
 func NewRedis(rawURL string, opts RedisOptions) (Store, error) {
+	quietRedis.Do(func() { redis.SetLogger(discardRedisLog{}) })
 	if rawURL == "" {
 		return nil, errors.New("store: redis url is empty")
 	}
