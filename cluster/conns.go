@@ -19,55 +19,60 @@ import (
 const drainIdleAfter = time.Second
 
 // conns tracks a server's connections, as its ConnState hook: how many are
-// open, and which are idle (new, or between requests) since when. Its
-// methods are safe for concurrent use.
+// open, and since when each is idle (new, or between requests). A
+// connection's record is added when it opens and removed when it closes; a
+// request only looks its record up (a sync.Map read, no lock once the
+// connection has been open a while) and stores a time in it. Its methods
+// are safe for concurrent use.
 type conns struct {
 	open     atomic.Int64 // accepted and not yet closed
 	draining atomic.Bool  // answer with Connection: close
-
-	mu   sync.Mutex
-	idle map[net.Conn]time.Time // since when each idle connection is idle
+	all      sync.Map     // net.Conn -> *connState
 }
 
-func newConns() *conns { return &conns{idle: make(map[net.Conn]time.Time)} }
+// connState is one connection's idleness: the UnixNano time it went idle,
+// or 0 while it serves a request.
+type connState struct{ idleSince atomic.Int64 }
 
-// track is the http.Server's ConnState hook.
+func newConns() *conns { return &conns{} }
+
+// track is the http.Server's ConnState hook. net/http calls it from the
+// connection's own goroutine, so calls for one connection never overlap.
 func (cs *conns) track(c net.Conn, st http.ConnState) {
 	switch st {
 	case http.StateNew:
+		s := &connState{}
+		s.idleSince.Store(time.Now().UnixNano())
+		cs.all.Store(c, s)
 		cs.open.Add(1)
-		cs.setIdle(c, true)
-	case http.StateIdle:
-		cs.setIdle(c, true)
-	case http.StateActive:
-		cs.setIdle(c, false)
+	case http.StateActive, http.StateIdle:
+		v, ok := cs.all.Load(c)
+		if !ok {
+			return
+		}
+		s := v.(*connState)
+		if st == http.StateActive {
+			s.idleSince.Store(0)
+		} else {
+			s.idleSince.Store(time.Now().UnixNano())
+		}
 	case http.StateClosed, http.StateHijacked:
-		cs.setIdle(c, false)
+		cs.all.Delete(c)
 		cs.open.Add(-1)
 	}
 }
 
-func (cs *conns) setIdle(c net.Conn, idle bool) {
-	cs.mu.Lock()
-	if idle {
-		cs.idle[c] = time.Now()
-	} else {
-		delete(cs.idle, c)
-	}
-	cs.mu.Unlock()
-}
-
-// closeIdle closes the connections that have been idle for d or longer.
-func (cs *conns) closeIdle(d time.Duration) {
-	now := time.Now()
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	for c, since := range cs.idle {
-		if now.Sub(since) >= d {
-			c.Close() // its serving goroutine sees the close and reports StateClosed
-			delete(cs.idle, c)
+// closeIdle closes the connections that have been idle for d or longer,
+// counting from from at the earliest: a client silent for a while before
+// the drain began still gets d to send its next request.
+func (cs *conns) closeIdle(d time.Duration, from time.Time) {
+	cutoff, start := time.Now().Add(-d).UnixNano(), from.UnixNano()
+	cs.all.Range(func(k, v any) bool {
+		if since := v.(*connState).idleSince.Load(); since != 0 && max(since, start) <= cutoff {
+			k.(net.Conn).Close() // its serving goroutine sees the close and reports StateClosed
 		}
-	}
+		return true
+	})
 }
 
 // wrap makes h answer "Connection: close" once draining starts, so that
