@@ -165,7 +165,7 @@ func render(r *results) string {
 		case c.Workers == 0:
 			names = append(names, "`herd-off` (`herd serve --cluster off`, one process)")
 		default:
-			names = append(names, fmt.Sprintf("`%s` (`herd serve --workers %d`)", c.Name, c.Workers))
+			names = append(names, fmt.Sprintf("`%s` (`herd %s`)", c.Name, strings.Join(c.args("")[1:], " ")))
 		}
 	}
 	p("%s.\n\n", strings.Join(names, ", "))

@@ -95,19 +95,26 @@ func start(ctx context.Context, c contender, bin, dir string) (*server, error) {
 	// server itself. Pdeathsig: if the driver dies, so does the primary, and
 	// its workers follow (EOF on their IPC socket).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	pr, pw := io.Pipe()
+	// An *os.File pipe, not an io.Pipe: with an io.Pipe, Wait would also
+	// wait for the workers, which inherit the output, to close it.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
 	cmd.Stdout, cmd.Stderr = pw, pw
 	s := &server{c: c, exe: argv[0], cmd: cmd, waitC: make(chan struct{}),
 		workers: map[int]bool{}, readyC: make(chan struct{}), addrC: make(chan string, 1)}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	pw.Close() // the children have their copies
+	if err != nil {
+		pr.Close()
 		return nil, fmt.Errorf("start %s: %w", c.Name, err)
 	}
 	go func() {
 		_ = cmd.Wait()
-		pw.Close()
 		close(s.waitC)
 	}()
-	go s.readLog(pr)
+	go func() { s.readLog(pr); pr.Close() }()
 
 	deadline := time.NewTimer(30 * time.Second)
 	defer deadline.Stop()
