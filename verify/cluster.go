@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/herd-go/herd/internal/herdenv"
 )
 
 // Defaults of ClusterOptions.
@@ -39,17 +41,6 @@ type ClusterOptions struct {
 	// ShutdownTimeout is herd's --shutdown-timeout (default
 	// DefaultShutdownTimeout).
 	ShutdownTimeout time.Duration
-}
-
-// settingsEnv are the environment variables herd serve reads, and the
-// markers of a worker or an upgrade: a cluster verify starts runs on its
-// flags and defaults alone, whatever the caller's environment says.
-var settingsEnv = map[string]bool{
-	"PORT": true, "HOST": true, "CLUSTER_MODE": true, "CLUSTER_ENABLED": true, "CLUSTER_WORKERS": true,
-	"APP_ENV": true, "SHUTDOWN_TIMEOUT": true, "LOG_FORMAT": true, "ENABLE_CRASH_ENDPOINT": true,
-	"STATE_FILE": true, "REDIS_URL": true, "READY_TIMEOUT": true, "WORKER_TIMEOUT": true,
-	"MAX_REQUESTS": true, "MAX_MEMORY": true, "WORKER_GOMAXPROCS": true, "PID_FILE": true, "CONTROL_SOCKET": true,
-	"HERD_WORKER_ID": true, "HERD_UPGRADE_FROM": true, "LISTEN_FDS": true, "LISTEN_FDNAMES": true, "LISTEN_PID": true,
 }
 
 // Cluster is a "herd serve" that StartCluster started. Its methods are safe
@@ -88,11 +79,9 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 	}
 	cmd := exec.Command(opts.Binary, ClusterArgs(opts)...)
 	cmd.Dir = dir
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); !settingsEnv[k] {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
+	// It runs on its flags and defaults alone, whatever the caller's
+	// environment says.
+	cmd.Env = herdenv.Clean(os.Environ())
 	cmd.SysProcAttr = sysProcAttr()
 	// An *os.File, so that Wait does not wait for the workers, which
 	// inherit it as their stdout, to close it too.

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/herd-go/herd/internal/herdenv"
 )
 
 // contender is one server setup under test.
@@ -40,28 +42,6 @@ func (c contender) args(bin string) []string {
 		a = append(a, "--worker-gomaxprocs", strconv.Itoa(c.Procs))
 	}
 	return a
-}
-
-// herdEnv lists the environment variables herd serve reads; the driver
-// removes them so that a developer's shell does not change what is measured.
-var herdEnv = []string{"PORT", "HOST", "CLUSTER_MODE", "CLUSTER_ENABLED", "CLUSTER_WORKERS",
-	"APP_ENV", "SHUTDOWN_TIMEOUT", "LOG_FORMAT", "ENABLE_CRASH_ENDPOINT", "REDIS_URL", "STATE_FILE",
-	"MAX_MEMORY", "MAX_REQUESTS", "PID_FILE", "CONTROL_SOCKET", "READY_TIMEOUT", "WORKER_TIMEOUT",
-	"WORKER_GOMAXPROCS", "GOMAXPROCS"}
-
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		drop := false
-		for _, h := range herdEnv {
-			drop = drop || k == h
-		}
-		if !drop {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 // server is one running contender. Every process it stands for was started
@@ -90,7 +70,7 @@ func start(ctx context.Context, c contender, bin, dir string) (*server, error) {
 	argv := c.args(bin)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
-	cmd.Env = cleanEnv()
+	cmd.Env = herdenv.Clean(os.Environ()) // a developer's shell does not change what is measured
 	// Own process group: a Ctrl-C reaches the driver, which stops the
 	// server itself. Pdeathsig: if the driver dies, so does the primary, and
 	// its workers follow (EOF on their IPC socket).

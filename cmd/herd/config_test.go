@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-go/herd/internal/herdtest"
+	"github.com/herd-go/herd/internal/herdenv"
 )
 
 // envMap is an injected environment.
@@ -378,12 +378,12 @@ func TestReadDotenv(t *testing.T) {
 	}
 }
 
-// Tests start herd without the settings of the developer's shell: the list
-// they strip must name every setting herd serve reads.
+// Tests, herd verify and make bench start herd without the settings of the
+// caller's shell: the list they strip must name every setting serve reads.
 func TestTestsStripEverySetting(t *testing.T) {
 	for _, s := range serveSettings {
-		if !slices.Contains(herdtest.SettingsEnv, s.env) {
-			t.Errorf("herdtest.SettingsEnv lacks %s (--%s): a developer's %s would leak into the end-to-end tests", s.env, s.flag, s.env)
+		if !slices.Contains(herdenv.Names, s.env) {
+			t.Errorf("herdenv.Names lacks %s (--%s): a developer's %s would leak into the tests, herd verify and make bench", s.env, s.flag, s.env)
 		}
 	}
 }

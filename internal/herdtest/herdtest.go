@@ -16,12 +16,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/herd-go/herd/internal/herdenv"
 )
 
 var (
@@ -188,29 +189,9 @@ func Start(t testing.TB, opts Options, args ...string) *Proc {
 	return p
 }
 
-// SettingsEnv are the environment variables herd serve reads (a test in
-// cmd/herd checks the list against the command's settings), and the markers
-// of a worker or an upgrade. Tests start herd without them, so that a
-// developer's shell does not leak into tests.
-var SettingsEnv = []string{
-	"PORT", "HOST", "CLUSTER_MODE", "CLUSTER_ENABLED", "CLUSTER_WORKERS", "APP_ENV",
-	"SHUTDOWN_TIMEOUT", "LOG_FORMAT", "ENABLE_CRASH_ENDPOINT", "STATE_FILE", "REDIS_URL",
-	"READY_TIMEOUT", "WORKER_TIMEOUT", "MAX_REQUESTS", "MAX_MEMORY", "WORKER_GOMAXPROCS",
-	"PID_FILE", "CONTROL_SOCKET",
-	"HERD_WORKER_ID", "HERD_UPGRADE_FROM", "LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", "GOMAXPROCS",
-}
-
-// CleanEnv is this process's environment without SettingsEnv.
-func CleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if !slices.Contains(SettingsEnv, k) {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
+// CleanEnv is this process's environment without herd's settings, so that
+// a developer's shell does not leak into tests.
+func CleanEnv() []string { return herdenv.Clean(os.Environ()) }
 
 func (p *Proc) read(r io.ReadCloser) {
 	defer r.Close()
