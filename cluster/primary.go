@@ -76,6 +76,7 @@ type proc struct {
 	reqLimit   uint64 // recycle after this many requests (0: never)
 	killReason string // why the primary killed it, for the log and reload errors
 	recycleAt  time.Time
+	readyBeats int // heartbeats received since ready
 }
 
 // slot is a worker id's history across its processes.
@@ -330,6 +331,9 @@ func (p *primary) handle(e any) {
 		if pr := p.procs[e.pid]; pr != nil {
 			pr.hb = e.hb
 			pr.lastBeat = p.now()
+			if pr.state == StateReady {
+				pr.readyBeats++
+			}
 		}
 	case evExited:
 		p.onExit(e)

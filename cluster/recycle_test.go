@@ -66,6 +66,9 @@ func TestRecyclingByMemoryStartsTheReplacementFirst(t *testing.T) {
 	if w2.drained || w2.killed {
 		t.Fatalf("worker 2, at the limit, was drained=%v killed=%v", w2.drained, w2.killed)
 	}
+	if warned := h.logLines("a worker is over the memory limit as soon as it starts, so workers will be replaced over and over: raise the limit"); len(warned) != 0 {
+		t.Errorf("a worker that grew past the limit on its second heartbeat was taken for a limit below a new worker's size: %q", warned)
+	}
 	lines := h.logLines("replacing worker")
 	if len(lines) != 1 {
 		t.Fatalf("%d \"replacing worker\" log lines, want 1:\n%s", len(lines), h.logs)
@@ -169,5 +172,23 @@ func TestMemoryRecycleWhoseReplacementDiesKeepsTheOldWorker(t *testing.T) {
 	h.p.checkTimeouts()
 	if got := h.started(); got != 3 {
 		t.Fatalf("after Backoff.Max (%v), still over the limit: %d processes started, want 3 (a new try)", h.p.opts.Backoff.Max, got)
+	}
+}
+
+// A limit below what a new worker needs would replace workers over and
+// over: the primary says so once.
+func TestMemoryLimitBelowANewWorkerIsWarnedOnce(t *testing.T) {
+	const msg = "a worker is over the memory limit as soon as it starts, so workers will be replaced over and over: raise the limit"
+	h := newHarnessWith(t, Options{Workers: 2, Recycle: Recycle{MaxRSS: 1 << 20}})
+	h.readyAll()
+	h.advance(time.Second)
+	h.beat(h.live(1), 10<<20)
+	h.beat(h.live(2), 10<<20)
+	h.p.checkTimeouts()
+	if got := h.logLines(msg); len(got) != 1 {
+		t.Fatalf("%d warnings after both new workers reported 10 MB against a 1 MB limit, want 1:\n%s", len(got), h.logs)
+	}
+	if got := h.started(); got != 4 {
+		t.Errorf("%d processes started, want 4: both workers are still recycled", got)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"time"
 )
 
 // Replacement first: every planned replacement of a worker (reload,
@@ -27,10 +26,6 @@ func (p *primary) replace(old *proc, reason string) *proc {
 	return np
 }
 
-// freshWorker is how long after ready a worker still counts as just started,
-// for the warning about a memory limit below a new worker's size.
-const freshWorker = 5 * time.Second
-
 // maybeRecycle replaces pr when its heartbeat figures pass the limits.
 func (p *primary) maybeRecycle(pr *proc) {
 	if pr.state != StateReady || pr.replacedBy != 0 || p.now().Before(pr.recycleAt) {
@@ -42,7 +37,9 @@ func (p *primary) maybeRecycle(pr *proc) {
 		reason = fmt.Sprintf("served %d requests (limit %d)", pr.hb.Requests, pr.reqLimit)
 	case r.MaxRSS > 0 && pr.hb.RSS > r.MaxRSS:
 		reason = fmt.Sprintf("RSS %.1f MB over the limit of %.1f MB", float64(pr.hb.RSS)/(1<<20), float64(r.MaxRSS)/(1<<20))
-		if !p.rssLimitWarned && p.now().Sub(pr.readyAt) < freshWorker {
+		// Over the limit at its first heartbeat after ready: the limit is
+		// below what a new worker needs, not a leak.
+		if !p.rssLimitWarned && pr.readyBeats <= 1 {
 			p.rssLimitWarned = true
 			p.log.Warn("a worker is over the memory limit as soon as it starts, so workers will be replaced over and over: raise the limit",
 				"worker", pr.id, "pid", pr.pid, "rss_mb", fmt.Sprintf("%.1f", float64(pr.hb.RSS)/(1<<20)),

@@ -177,6 +177,7 @@ func herdCmd(t *testing.T, p *herdtest.Proc, args ...string) (int, string) {
 	bin := herdtest.Binary(t) // not p's path: a test may have deployed a broken build there
 	port := p.Addr[strings.LastIndexByte(p.Addr, ':')+1:]
 	cmd := exec.Command(bin, append(args, "--port", port)...)
+	cmd.Env = herdtest.CleanEnv() // a CONTROL_SOCKET of the developer's would reach another primary
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -492,6 +493,9 @@ func TestHungWorkerIsReplaced(t *testing.T) {
 		defer l.mu.Unlock()
 		t.Fatalf("%d requests failed before any worker hung, want 0; first errors: %q", n, l.errs)
 	}
+	// Worker 2 must hold some of the load's connections, or no client would
+	// be free to send it anything while worker 1 is hung.
+	p.Eventually(20*time.Second, "worker 2 serving some of the load's connections", func() bool { return l.connsOn(other.PID) > 0 })
 	// herdtest kills every worker it saw start, this one too (SIGKILL ends a
 	// stopped process), should the test fail before the primary does.
 	if err := syscall.Kill(victim.PID, syscall.SIGSTOP); err != nil {
@@ -637,9 +641,11 @@ func TestStatusTable(t *testing.T) {
 func TestLoadtestDuringReloadsReportsNothingLost(t *testing.T) {
 	p := herdtest.Start(t, herdtest.Options{}, "serve", "--workers", "2")
 	p.WaitReady(30 * time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 240*time.Second)
 	defer cancel()
-	lt := exec.CommandContext(ctx, herdtest.Binary(t), "loadtest", p.URL+"/pid", "-c", "50", "-d", "50s", "--json")
+	// -d only bounds the run if the test fails on the way: it ends it with
+	// SIGINT once the reloads are done.
+	lt := exec.CommandContext(ctx, herdtest.Binary(t), "loadtest", p.URL+"/pid", "-c", "50", "-d", "180s", "--json")
 	lt.Env = herdtest.CleanEnv()
 	var out, errOut bytes.Buffer
 	lt.Stdout, lt.Stderr = &out, &errOut
