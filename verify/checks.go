@@ -52,7 +52,7 @@ const (
 	// slowSum is 0+1+…+slowSumN.
 	slowSum = "12500000002500000000"
 	// writtenToSignal is how long the shutdown check waits between the slow
-	// request leaving and SIGTERM, so that a worker has surely accepted and
+	// request leaving and SIGTERM, time enough for a worker to accept and
 	// read it: the request is then in flight, not racing the signal to the
 	// worker's accept (a connection still in the backlog at shutdown is
 	// not one herd promises to serve).
