@@ -56,7 +56,7 @@ const (
 	// read it: the request is then in flight, not racing the signal to the
 	// worker's accept (a connection still in the backlog at shutdown is
 	// not one herd promises to serve).
-	writtenToSignal = 100 * time.Millisecond
+	writtenToSignal = 300 * time.Millisecond
 )
 
 func (r *runner) answers(ctx context.Context) Check {

@@ -39,7 +39,7 @@
 //     that pid must serve a request.
 //  7. graceful shutdown drains: only when Options.Cluster is set (a cluster
 //     this process started, see StartCluster): a slow GET /api/5000000000
-//     (seconds of work) is sent on a new connection; 100 ms after it is
+//     (seconds of work) is sent on a new connection; 300 ms after it is
 //     written, time enough for a worker to have read it, SIGTERM goes to the
 //     primary; the request must still complete 200 with the right sum, and
 //     the primary exit 0.
