@@ -12,13 +12,13 @@ import (
 	"os"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/herd-go/herd/cluster"
+	"github.com/herd-go/herd/internal/procstat"
 	"github.com/herd-go/herd/loadtest"
 )
 
@@ -288,18 +288,11 @@ func TestIdleWorkerReturnsTheMemoryOfABurst(t *testing.T) {
 		t.Fatalf("GET /alloc answered %q", body)
 	}
 	rss := func() int64 {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		n, err := procstat.VmRSS(pid)
 		if err != nil {
 			t.Fatalf("reading the worker's RSS: %v", err)
 		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
-				kb, _ := strconv.ParseInt(f[1], 10, 64)
-				return kb << 10
-			}
-		}
-		t.Fatalf("no VmRSS in /proc/%d/status", pid)
-		return 0
+		return n
 	}
 	if peak := rss(); peak < 64<<20 {
 		t.Fatalf("RSS after the burst is %d MiB, want at least the 64 MiB it allocated", peak>>20)

@@ -1,10 +1,9 @@
 package verify
 
 import (
-	"os"
-	"strconv"
-	"strings"
 	"syscall"
+
+	"github.com/herd-go/herd/internal/procstat"
 )
 
 // sysProcAttr puts the primary in its own process group, so that a Ctrl-C
@@ -16,12 +15,4 @@ func sysProcAttr() *syscall.SysProcAttr {
 }
 
 // alive reports whether pid exists and is not a zombie.
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
-}
+func alive(pid int) bool { return procstat.Alive(pid) }

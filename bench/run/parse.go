@@ -109,22 +109,6 @@ func parseLoadtest(out []byte) (loadtestResult, error) {
 	return r, nil
 }
 
-// parseVmRSS returns VmRSS in bytes from a /proc/PID/status file.
-func parseVmRSS(status string) (int64, error) {
-	sc := bufio.NewScanner(strings.NewReader(status))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 3 && f[0] == "VmRSS:" && f[2] == "kB" {
-			kb, err := strconv.ParseInt(f[1], 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("VmRSS %q: %w", f[1], err)
-			}
-			return kb * 1024, nil
-		}
-	}
-	return 0, errors.New("no VmRSS line (a kernel thread or a zombie?)")
-}
-
 // cpuInfo is the machine's processor as /proc/cpuinfo describes it.
 type cpuInfo struct {
 	Model string

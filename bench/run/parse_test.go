@@ -78,17 +78,6 @@ func TestParseLoadtest(t *testing.T) {
 	}
 }
 
-func TestParseVmRSS(t *testing.T) {
-	status := "Name:\therd\nVmPeak:\t 1240192 kB\nVmHWM:\t   15000 kB\nVmRSS:\t   14348 kB\nThreads:\t7\n"
-	got, err := parseVmRSS(status)
-	if err != nil || got != 14348*1024 {
-		t.Errorf("parseVmRSS = %d, %v; want %d", got, err, 14348*1024)
-	}
-	if _, err := parseVmRSS("Name:\tkthreadd\nState:\tS (sleeping)\n"); err == nil {
-		t.Error("parseVmRSS without VmRSS: want an error")
-	}
-}
-
 func TestParseCPUInfo(t *testing.T) {
 	in := "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Processor\ncpu MHz\t\t: 2100.000\n\nprocessor\t: 1\nmodel name\t: other\ncpu MHz\t\t: 1.000\n"
 	got := parseCPUInfo(in)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/herd-go/herd/internal/herdenv"
+	"github.com/herd-go/herd/internal/procstat"
 )
 
 // contender is one server setup under test.
@@ -230,13 +231,9 @@ func (s *server) ours(pid int) bool {
 func (s *server) rss(ctx context.Context) (map[int]int64, error) {
 	out := map[int]int64{}
 	for _, pid := range s.pids(ctx) {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		n, err := procstat.VmRSS(pid)
 		if err != nil {
-			return nil, fmt.Errorf("rss of pid %d: %w", pid, err)
-		}
-		n, err := parseVmRSS(string(b))
-		if err != nil {
-			return nil, fmt.Errorf("rss of pid %d: %w", pid, err)
+			return nil, fmt.Errorf("rss: %w", err)
 		}
 		out[pid] = n
 	}
@@ -297,7 +294,7 @@ func (s *server) stop() error {
 	for {
 		left = left[:0]
 		for _, pid := range workers {
-			if s.ours(pid) && !zombie(pid) {
+			if s.ours(pid) && procstat.Alive(pid) {
 				left = append(left, pid)
 			}
 		}
@@ -322,15 +319,6 @@ func (s *server) stop() error {
 func termed(st *os.ProcessState) bool {
 	ws, ok := st.Sys().(syscall.WaitStatus)
 	return ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM
-}
-
-func zombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	_, after, ok := strings.Cut(string(b), ") ")
-	return ok && strings.HasPrefix(after, "Z")
 }
 
 var httpClient = &http.Client{Timeout: 30 * time.Second}

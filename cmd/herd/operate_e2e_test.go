@@ -22,6 +22,7 @@ import (
 
 	"github.com/herd-go/herd/cluster"
 	"github.com/herd-go/herd/internal/herdtest"
+	"github.com/herd-go/herd/internal/procstat"
 )
 
 // load is a steady closed-loop load over keep-alive connections, counting
@@ -439,20 +440,6 @@ func TestReloadWithABrokenBuildKeepsTheOldWorkers(t *testing.T) {
 	}
 }
 
-// procState returns the state letter of process pid from /proc (R, S, T
-// for stopped, Z...), or 0 when there is no such process.
-func procState(pid int) byte {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return 0
-	}
-	return b[i+2]
-}
-
 // A hung worker (SIGSTOPped: alive, holding its connections, silent) under
 // load. What clients see, and what the test holds the cluster to:
 //
@@ -501,7 +488,7 @@ func TestHungWorkerIsReplaced(t *testing.T) {
 	if err := syscall.Kill(victim.PID, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	herdtest.WaitUntil(t, 10*time.Second, "the victim stopped", func() bool { return procState(victim.PID) == 'T' })
+	herdtest.WaitUntil(t, 10*time.Second, "the victim stopped", func() bool { return procstat.State(victim.PID) == 'T' })
 
 	// The other worker serves while the victim is hung.
 	const during = 100
@@ -510,7 +497,7 @@ func TestHungWorkerIsReplaced(t *testing.T) {
 		// Read the count first: every success it includes happened while
 		// the victim was still stopped if it still is now.
 		got := l.servedBy(other.PID) - served
-		if procState(victim.PID) != 'T' {
+		if procstat.State(victim.PID) != 'T' {
 			t.Fatalf("worker 1 (pid %d) was no longer stopped when worker 2 had served %d requests of %d since it hung; want worker 2 to carry the load meanwhile",
 				victim.PID, got, during)
 		}

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/herd-go/herd/internal/herdenv"
+	"github.com/herd-go/herd/internal/procstat"
 )
 
 var (
@@ -401,16 +402,7 @@ func (p *Proc) Do(method, path, body string) (int, http.Header, []byte) {
 
 // Alive reports whether a process with this pid exists (and is not a zombie
 // of ours).
-func Alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// State is the field after the parenthesised command name.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
-}
+func Alive(pid int) bool { return procstat.Alive(pid) }
 
 // WaitUntil polls cond every 10 ms until it is true, failing the test after
 // timeout. Unlike Proc.Eventually it does not care whether any process is

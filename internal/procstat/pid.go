@@ -1,0 +1,64 @@
+package procstat
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// State returns the state letter of process pid as /proc/PID/stat gives it
+// (R running, S sleeping, T stopped, Z zombie...), or 0 when there is no
+// such process or no /proc.
+func State(pid int) byte {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The state follows the command name, which is in parentheses and may
+	// itself hold ") ": look after the last one.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0
+	}
+	return b[i+2]
+}
+
+// Alive reports whether process pid exists and is not a zombie.
+func Alive(pid int) bool {
+	s := State(pid)
+	return s != 0 && s != 'Z'
+}
+
+// VmRSS returns the resident set size of process pid, in bytes, from
+// /proc/PID/status.
+func VmRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	n, err := ParseVmRSS(string(b))
+	if err != nil {
+		return 0, fmt.Errorf("pid %d: %w", pid, err)
+	}
+	return n, nil
+}
+
+// ParseVmRSS returns VmRSS in bytes from the text of a /proc/PID/status file.
+func ParseVmRSS(status string) (int64, error) {
+	sc := bufio.NewScanner(strings.NewReader(status))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 3 && f[0] == "VmRSS:" && f[2] == "kB" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("VmRSS %q: %w", f[1], err)
+			}
+			return kb * 1024, nil
+		}
+	}
+	return 0, errors.New("no VmRSS line (a kernel thread or a zombie?)")
+}

@@ -1,0 +1,45 @@
+package procstat
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+)
+
+func TestParseVmRSS(t *testing.T) {
+	status := "Name:\therd\nVmPeak:\t 1240192 kB\nVmHWM:\t   15000 kB\nVmRSS:\t   14348 kB\nThreads:\t7\n"
+	got, err := ParseVmRSS(status)
+	if err != nil || got != 14348*1024 {
+		t.Errorf("ParseVmRSS = %d, %v; want %d", got, err, 14348*1024)
+	}
+	if _, err := ParseVmRSS("Name:\tkthreadd\nState:\tS (sleeping)\n"); err == nil {
+		t.Error("ParseVmRSS without VmRSS: want an error")
+	}
+}
+
+// This process runs, a reaped child is gone, an unreaped one is a zombie.
+func TestStateAndVmRSSOfRealProcesses(t *testing.T) {
+	if s := State(os.Getpid()); s != 'R' && s != 'S' {
+		t.Errorf("State(self) = %q, want R or S", s)
+	}
+	if n, err := VmRSS(os.Getpid()); err != nil || n <= 0 {
+		t.Errorf("VmRSS(self) = %d, %v; want a positive size", n, err)
+	}
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	// It exits at once and stays a zombie until Wait reaps it.
+	for deadline := time.Now().Add(5 * time.Second); State(pid) != 'Z' && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if s := State(pid); s != 'Z' || Alive(pid) {
+		t.Errorf("an exited, unreaped child: State %q, Alive %v; want Z and false", s, Alive(pid))
+	}
+	cmd.Wait()
+	if s := State(pid); s != 0 || Alive(pid) {
+		t.Errorf("a reaped child: State %q, Alive %v; want 0 and false", s, Alive(pid))
+	}
+}
