@@ -77,12 +77,20 @@ type Options struct {
 	Calls CallHandler
 
 	// Args are the command-line arguments a worker is started with (its
-	// os.Args[1:]); the executable is this one. Default os.Args[1:], so a
-	// worker parses the same configuration as its primary.
+	// os.Args[1:]); the executable is this one. Default (nil) os.Args[1:],
+	// so a worker parses the same configuration as its primary; an empty
+	// slice starts workers with no arguments (then hand them their
+	// configuration another way: Calls, answered to Worker.Call).
 	Args []string
 
 	// Env lists extra "KEY=value" entries for workers' environments.
 	Env []string
+
+	// Environ, if not nil, is the environment workers start from, before
+	// Env and the cluster's own entries are added: leave out what workers
+	// must not see (a secret that /proc/PID/environ would show every local
+	// user). Default (nil) os.Environ().
+	Environ []string
 
 	// WorkerGOMAXPROCS is each worker's GOMAXPROCS. Default (0)
 	// WorkerProcs(Workers): the workers together use the cores the primary

@@ -54,7 +54,11 @@ func spawnProcess(p *primary, id int) (int, handle, error) {
 	defer logW.Close()
 
 	cmd := exec.Command(exe, args...)
-	cmd.Env = workerEnv(os.Environ(), p.opts.Env, id, p.workerProcs())
+	base := p.opts.Environ
+	if base == nil {
+		base = os.Environ()
+	}
+	cmd.Env = workerEnv(base, p.opts.Env, id, p.workerProcs())
 	cmd.Env = append(cmd.Env, listen.Env([]listen.Named{{Name: fdHTTP, File: p.lnF}, {Name: fdIPC, File: child}})...)
 	cmd.ExtraFiles = []*os.File{p.lnF, child}
 	cmd.Stdout = os.Stdout

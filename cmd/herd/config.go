@@ -52,12 +52,15 @@ const (
 // enough that a typo cannot fork thousands of processes.
 const maxWorkers = 1024
 
-// serveConfig is herd serve's validated configuration.
+// serveConfig is herd serve's validated configuration. The primary resolves
+// it once and hands it to its workers over the IPC socket (as JSON), so that
+// no worker reads argv, the environment's settings or .env.
 type serveConfig struct {
 	Port            int
 	Host            string
 	Mode            string
-	Workers         int // 0 in auto mode: cluster.DefaultWorkers(), capped in development
+	Workers         int  // 0 in auto mode: cluster.DefaultWorkers(), capped in development
+	WorkersDefault  bool // manual mode with no count: Workers is defaultManualWorkers
 	AppEnv          string
 	ShutdownTimeout time.Duration
 	LogFormat       string
@@ -71,7 +74,15 @@ type serveConfig struct {
 	PIDFile         string
 	ControlSocket   string // empty: derived from the port
 	WorkerProcs     int    // 0: automatic
+
+	// from says where each setting came from, for messages; the primary
+	// keeps it (workers get no messages to write about settings).
+	from resolved
 }
+
+// defaultManualWorkers is what --cluster manual runs when no count is
+// given, as the reference's manual mode does.
+const defaultManualWorkers = 4
 
 // configError is a bad setting: the command prints it as one line and
 // exits 2.
@@ -79,30 +90,160 @@ type configError struct{ msg string }
 
 func (e *configError) Error() string { return e.msg }
 
-func badSetting(s setting, val, allowed string) error {
-	name := "--" + s.flag
-	if s.env != "" {
-		name += "/" + s.env
+// Where a setting's value came from.
+type sourceKind int
+
+const (
+	fromDefault sourceKind = iota
+	fromFlag
+	fromEnv
+	fromDotenv
+)
+
+// value is one setting's resolved value and where it came from.
+type value struct {
+	s    string
+	kind sourceKind
+	line int // of .env, for fromDotenv
+}
+
+// origin returns how a message names the setting the user gave, and a
+// suffix saying where: ("--port", ""), ("PORT", " (from the environment)"),
+// ("PORT", " (from .env line 3)"), ("--port/PORT", " (the default)").
+func (v value) origin(s setting) (name, from string) {
+	flagName, envName := "--"+s.flag, s.env
+	if s.flag == "" {
+		flagName = envName
 	}
-	return &configError{fmt.Sprintf("invalid %s %q: %s", name, val, allowed)}
+	if envName == "" {
+		envName = flagName
+	}
+	switch v.kind {
+	case fromFlag:
+		return flagName, ""
+	case fromEnv:
+		return envName, " (from the environment)"
+	case fromDotenv:
+		return envName, fmt.Sprintf(" (from %s line %d)", dotenvName, v.line)
+	}
+	if flagName == envName {
+		return flagName, " (the default)"
+	}
+	return flagName + "/" + envName, " (the default)"
+}
+
+// describe names the setting and its source in one phrase: "--port",
+// "PORT (from the environment)".
+func (v value) describe(s setting) string {
+	name, from := v.origin(s)
+	return name + from
+}
+
+// badSetting says that v, the value of s, is not allowed, naming the
+// setting as the user gave it and where it came from.
+func badSetting(s setting, v value, allowed string) error {
+	return badSettingShown(s, v, v.s, allowed)
+}
+
+// badSettingShown is badSetting quoting shown in place of the value (a URL
+// with its password redacted).
+func badSettingShown(s setting, v value, shown, allowed string) error {
+	name, from := v.origin(s)
+	return &configError{fmt.Sprintf("invalid %s %q%s: %s", name, shown, from, allowed)}
+}
+
+// sources are where settings come from besides the command line: the
+// environment and a .env file.
+type sources struct {
+	lookupEnv  func(string) (string, bool) // os.LookupEnv in the command
+	dotenvPath string                      // missing is fine
+}
+
+// dotenvName is the .env file the commands read, in the working directory.
+const dotenvName = ".env"
+
+// osSources are the command's own environment and ./.env.
+var osSources = sources{lookupEnv: os.LookupEnv, dotenvPath: dotenvName}
+
+// resolved is each setting's value, by flag name, plus the sources for
+// variables that are not settings of their own (CLUSTER_ENABLED).
+type resolved struct {
+	vals   map[string]value
+	byName map[string]setting
+	src    sources
+	dotenv map[string]dotenvEntry
+}
+
+// get returns the value of the setting with this flag name.
+func (r resolved) get(name string) value { return r.vals[name] }
+
+// setting returns the setting with this flag name.
+func (r resolved) setting(name string) setting { return r.byName[name] }
+
+// bad is badSetting for the setting with this flag name.
+func (r resolved) bad(name, allowed string) error {
+	return badSetting(r.byName[name], r.vals[name], allowed)
+}
+
+// lookupVar returns a variable from the environment, else from .env.
+func (r resolved) lookupVar(key string) (value, bool) {
+	if v, ok := r.src.lookupEnv(key); ok {
+		return value{s: v, kind: fromEnv}, true
+	}
+	if e, ok := r.dotenv[key]; ok {
+		return value{s: e.val, kind: fromDotenv, line: e.line}, true
+	}
+	return value{}, false
+}
+
+// loadSettings is how every herd command reads its settings, so that they
+// all agree with serve: it defines settings' flags on fs (besides any the
+// command defined itself), parses args, reads the .env file and resolves
+// each setting by precedence: flags > environment > .env > default. It
+// returns the positional arguments. Errors are *configError.
+func loadSettings(fs *flag.FlagSet, settings []setting, args []string, src sources) (resolved, []string, error) {
+	r := resolved{byName: make(map[string]setting, len(settings)), src: src}
+	defineFlags(fs, settings)
+	rest, err := parseArgs(fs, args)
+	if err != nil {
+		return r, nil, &configError{err.Error()}
+	}
+	if r.dotenv, err = readDotenv(src.dotenvPath); err != nil {
+		return r, nil, &configError{err.Error()}
+	}
+	for _, s := range settings {
+		r.byName[s.flag] = s
+	}
+	r.vals = resolve(fs, settings, src.lookupEnv, r.dotenv)
+	return r, rest, nil
+}
+
+// pick returns the settings of serve with these flag names, for commands
+// that read some of serve's settings.
+func pick(names ...string) []setting {
+	out := make([]setting, len(names))
+	for i, n := range names {
+		out[i] = find(serveSettings, n)
+	}
+	return out
 }
 
 // resolve returns each setting's value by precedence. lookupEnv is
 // os.LookupEnv in the command; dotenv is the parsed .env file.
-func resolve(fs *flag.FlagSet, settings []setting, lookupEnv func(string) (string, bool), dotenv map[string]string) map[string]string {
+func resolve(fs *flag.FlagSet, settings []setting, lookupEnv func(string) (string, bool), dotenv map[string]dotenvEntry) map[string]value {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	vals := make(map[string]string, len(settings))
+	vals := make(map[string]value, len(settings))
 	for _, s := range settings {
-		v := s.def
-		if dv, ok := dotenv[s.env]; ok && s.env != "" {
-			v = dv
+		v := value{s: s.def}
+		if e, ok := dotenv[s.env]; ok && s.env != "" {
+			v = value{s: e.val, kind: fromDotenv, line: e.line}
 		}
 		if ev, ok := lookupEnv(s.env); ok && s.env != "" {
-			v = ev
+			v = value{s: ev, kind: fromEnv}
 		}
 		if set[s.flag] {
-			v = fs.Lookup(s.flag).Value.String()
+			v = value{s: fs.Lookup(s.flag).Value.String(), kind: fromFlag}
 		}
 		vals[s.flag] = v
 	}
@@ -137,8 +278,8 @@ func (b *boolFlag) String() string     { return b.v }
 func (b *boolFlag) Set(v string) error { b.v = v; return nil }
 func (b *boolFlag) IsBoolFlag() bool   { return true }
 
-func parseBool(s setting, v string) (bool, error) {
-	b, err := strconv.ParseBool(strings.TrimSpace(v))
+func parseBool(s setting, v value) (bool, error) {
+	b, err := strconv.ParseBool(strings.TrimSpace(v.s))
 	if err != nil {
 		return false, badSetting(s, v, "must be true or false")
 	}
@@ -154,102 +295,116 @@ func find(settings []setting, name string) setting {
 	panic("unknown setting " + name) // a programming error in this file
 }
 
+// parsePort reads the port setting. min is 0 for serve (0 picks a free
+// port) and 1 for the commands that connect to a server.
+func parsePort(r resolved, min int) (int, error) {
+	v := r.get("port")
+	n, err := strconv.Atoi(strings.TrimSpace(v.s))
+	if err != nil || n < min || n > 65535 {
+		allowed := "must be a port number from 1 to 65535"
+		if min == 0 {
+			allowed = "must be a port number from 0 to 65535 (0 picks a free port)"
+		}
+		return 0, r.bad("port", allowed)
+	}
+	return n, nil
+}
+
 // loadServeConfig parses herd serve's flags and merges them with the
-// environment and the .env file at dotenvPath (missing is fine).
-func loadServeConfig(args []string, lookupEnv func(string) (string, bool), dotenvPath string) (serveConfig, []string, error) {
+// environment and the .env file.
+func loadServeConfig(args []string, src sources) (serveConfig, []string, error) {
 	var c serveConfig
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	defineFlags(fs, serveSettings)
-	rest, err := parseArgs(fs, args)
+	r, rest, err := loadSettings(fs, serveSettings, args, src)
 	if err != nil {
-		return c, nil, &configError{err.Error()}
+		return c, nil, err
 	}
-	dotenv, err := readDotenv(dotenvPath)
-	if err != nil {
-		return c, nil, &configError{err.Error()}
-	}
-	v := resolve(fs, serveSettings, lookupEnv, dotenv)
-	st := func(name string) setting { return find(serveSettings, name) }
+	c.from = r
+	v := func(name string) string { return r.get(name).s }
 
-	if c.Port, err = strconv.Atoi(strings.TrimSpace(v["port"])); err != nil || c.Port < 0 || c.Port > 65535 {
-		return c, nil, badSetting(st("port"), v["port"], "must be a port number from 0 to 65535 (0 picks a free port)")
+	if c.Port, err = parsePort(r, 0); err != nil {
+		return c, nil, err
 	}
-	c.Host = strings.TrimSpace(v["host"])
+	c.Host = strings.TrimSpace(v("host"))
 
-	c.Mode = strings.ToLower(strings.TrimSpace(v["cluster"]))
+	c.Mode = strings.ToLower(strings.TrimSpace(v("cluster")))
 	switch c.Mode {
 	case modeAuto, modeManual, modeOff:
 	default:
-		return c, nil, badSetting(st("cluster"), v["cluster"], "must be auto, manual or off")
+		return c, nil, r.bad("cluster", "must be auto, manual or off")
 	}
 	// CLUSTER_ENABLED=false is the reference's way to say "off"; a --cluster
 	// flag given explicitly still wins over it.
 	// --workers on the command line implies manual, over a mode from the
 	// environment or .env; an explicit --cluster flag still wins.
 	workersFlag := flagSet(fs, "workers") && !flagSet(fs, "cluster")
-	if en, ok := lookupEnvOrDotenv("CLUSTER_ENABLED", lookupEnv, dotenv); ok && !flagSet(fs, "cluster") && !workersFlag {
-		b, err := parseBool(setting{env: "CLUSTER_ENABLED", flag: "cluster"}, en)
+	if en, ok := r.lookupVar("CLUSTER_ENABLED"); ok && !flagSet(fs, "cluster") && !workersFlag {
+		b, err := parseBool(setting{env: "CLUSTER_ENABLED"}, en)
 		if err != nil {
-			return c, nil, &configError{fmt.Sprintf("invalid CLUSTER_ENABLED %q: must be true or false", en)}
+			return c, nil, err
 		}
 		if !b {
 			c.Mode = modeOff
 		}
 	}
-	if w := strings.TrimSpace(v["workers"]); w != "" {
+	if w := strings.TrimSpace(v("workers")); w != "" {
 		n, err := strconv.Atoi(w)
 		if err != nil || n < 1 || n > maxWorkers {
-			return c, nil, badSetting(st("workers"), v["workers"], fmt.Sprintf("must be a whole number from 1 to %d", maxWorkers))
+			return c, nil, r.bad("workers", fmt.Sprintf("must be a whole number from 1 to %d", maxWorkers))
 		}
 		if c.Mode != modeOff || workersFlag {
 			c.Mode, c.Workers = modeManual, n
 		}
 	} else if c.Mode == modeManual {
-		return c, nil, &configError{"--cluster manual needs --workers N (or CLUSTER_WORKERS)"}
+		c.Workers, c.WorkersDefault = defaultManualWorkers, true
 	}
 
-	c.AppEnv = strings.ToLower(strings.TrimSpace(v["app-env"]))
+	c.AppEnv = strings.ToLower(strings.TrimSpace(v("app-env")))
 	if c.AppEnv != "production" && c.AppEnv != "development" {
-		return c, nil, badSetting(st("app-env"), v["app-env"], "must be production or development")
+		return c, nil, r.bad("app-env", "must be production or development")
 	}
-	if c.ShutdownTimeout, err = time.ParseDuration(strings.TrimSpace(v["shutdown-timeout"])); err != nil || c.ShutdownTimeout <= 0 {
-		return c, nil, badSetting(st("shutdown-timeout"), v["shutdown-timeout"], "must be a positive duration such as 30s or 1m")
+	if c.ShutdownTimeout, err = time.ParseDuration(strings.TrimSpace(v("shutdown-timeout"))); err != nil || c.ShutdownTimeout <= 0 {
+		return c, nil, r.bad("shutdown-timeout", "must be a positive duration such as 30s or 1m")
 	}
-	c.LogFormat = strings.ToLower(strings.TrimSpace(v["log-format"]))
+	c.LogFormat = strings.ToLower(strings.TrimSpace(v("log-format")))
 	if c.LogFormat != "text" && c.LogFormat != "json" {
-		return c, nil, badSetting(st("log-format"), v["log-format"], "must be text or json")
+		return c, nil, r.bad("log-format", "must be text or json")
 	}
-	if c.EnableCrash, err = parseBool(st("enable-crash-endpoint"), v["enable-crash-endpoint"]); err != nil {
+	if c.EnableCrash, err = parseBool(r.setting("enable-crash-endpoint"), r.get("enable-crash-endpoint")); err != nil {
 		return c, nil, err
 	}
-	c.StateFile = strings.TrimSpace(v["state-file"])
-	c.RedisURL = strings.TrimSpace(v["redis-url"])
+	c.StateFile = strings.TrimSpace(v("state-file"))
+	c.RedisURL = strings.TrimSpace(v("redis-url"))
 	if c.StateFile != "" && c.RedisURL != "" {
-		return c, nil, &configError{"--state-file and --redis-url both set: the shared store is either embedded (optionally persisted) or Redis, not both"}
+		return c, nil, &configError{fmt.Sprintf("%s and %s both set: the shared store is either embedded (optionally persisted) or Redis, not both",
+			r.get("state-file").describe(r.setting("state-file")), r.get("redis-url").describe(r.setting("redis-url")))}
 	}
-	for _, d := range []struct {
-		name string
-		dst  *time.Duration
-	}{{"ready-timeout", &c.ReadyTimeout}, {"worker-timeout", &c.WorkerTimeout}} {
-		if *d.dst, err = time.ParseDuration(strings.TrimSpace(v[d.name])); err != nil || *d.dst <= 0 {
-			return c, nil, badSetting(st(d.name), v[d.name], "must be a positive duration such as 30s or 1m")
+	for _, name := range []string{"ready-timeout", "worker-timeout"} {
+		d, err := time.ParseDuration(strings.TrimSpace(v(name)))
+		if err != nil || d <= 0 {
+			return c, nil, r.bad(name, "must be a positive duration such as 30s or 1m")
+		}
+		if name == "ready-timeout" {
+			c.ReadyTimeout = d
+		} else {
+			c.WorkerTimeout = d
 		}
 	}
-	if c.MaxRequests, err = strconv.ParseUint(strings.TrimSpace(v["max-requests"]), 10, 64); err != nil {
-		return c, nil, badSetting(st("max-requests"), v["max-requests"], "must be a whole number, 0 for never")
+	if c.MaxRequests, err = strconv.ParseUint(strings.TrimSpace(v("max-requests")), 10, 64); err != nil {
+		return c, nil, r.bad("max-requests", "must be a whole number, 0 for never")
 	}
-	if m := strings.TrimSpace(v["max-memory"]); m != "" {
+	if m := strings.TrimSpace(v("max-memory")); m != "" {
 		if c.MaxMemory, err = parseSize(m); err != nil || c.MaxMemory < 1<<20 {
-			return c, nil, badSetting(st("max-memory"), v["max-memory"], "must be a size of at least 1MB, such as 512MB or 1GB")
+			return c, nil, r.bad("max-memory", "must be a size of at least 1MB, such as 512MB or 1GB")
 		}
 	}
-	if wp := strings.TrimSpace(v["worker-gomaxprocs"]); wp != "" {
+	if wp := strings.TrimSpace(v("worker-gomaxprocs")); wp != "" {
 		if c.WorkerProcs, err = strconv.Atoi(wp); err != nil || c.WorkerProcs < 1 || c.WorkerProcs > 1024 {
-			return c, nil, badSetting(st("worker-gomaxprocs"), v["worker-gomaxprocs"], "must be a whole number from 1 to 1024")
+			return c, nil, r.bad("worker-gomaxprocs", "must be a whole number from 1 to 1024")
 		}
 	}
-	c.PIDFile = strings.TrimSpace(v["pid-file"])
-	c.ControlSocket = strings.TrimSpace(v["control-socket"])
+	c.PIDFile = strings.TrimSpace(v("pid-file"))
+	c.ControlSocket = strings.TrimSpace(v("control-socket"))
 	return c, rest, nil
 }
 
@@ -280,19 +435,18 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	return found
 }
 
-func lookupEnvOrDotenv(key string, lookupEnv func(string) (string, bool), dotenv map[string]string) (string, bool) {
-	if v, ok := lookupEnv(key); ok {
-		return v, true
-	}
-	v, ok := dotenv[key]
-	return v, ok
+// dotenvEntry is one KEY=VALUE line of a .env file.
+type dotenvEntry struct {
+	val  string
+	line int
 }
 
 // readDotenv parses a .env file: KEY=VALUE lines, blank lines and # comments,
 // an optional "export " prefix, and values optionally in single or double
-// quotes. A missing file is an empty map.
-func readDotenv(path string) (map[string]string, error) {
-	vals := map[string]string{}
+// quotes. A missing file is an empty map. A key given twice keeps its last
+// value.
+func readDotenv(path string) (map[string]dotenvEntry, error) {
+	vals := map[string]dotenvEntry{}
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return vals, nil
@@ -319,7 +473,7 @@ func readDotenv(path string) (map[string]string, error) {
 		} else if i := strings.Index(val, " #"); i >= 0 {
 			val = strings.TrimSpace(val[:i])
 		}
-		vals[k] = val
+		vals[k] = dotenvEntry{val: val, line: n}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("reading %s: %v", path, err)

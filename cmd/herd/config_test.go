@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herd-go/herd/cluster"
 	"github.com/herd-go/herd/internal/herdenv"
 )
 
@@ -35,7 +36,7 @@ func noDotenv(t *testing.T) string { return filepath.Join(t.TempDir(), ".env") }
 
 func mustLoad(t *testing.T, args []string, env map[string]string, dotenvPath string) serveConfig {
 	t.Helper()
-	c, rest, err := loadServeConfig(args, envMap(env), dotenvPath)
+	c, rest, err := loadServeConfig(args, sources{envMap(env), dotenvPath})
 	if err != nil {
 		t.Fatalf("loadServeConfig(%q): %v", args, err)
 	}
@@ -125,6 +126,8 @@ func TestServeConfigModes(t *testing.T) {
 		{"--workers implies manual", []string{"--workers", "3"}, nil, nil, modeManual, 3},
 		{"CLUSTER_WORKERS implies manual", nil, map[string]string{"CLUSTER_WORKERS": "5"}, nil, modeManual, 5},
 		{"explicit manual", []string{"--cluster", "manual", "--workers", "2"}, nil, nil, modeManual, 2},
+		{"manual without a count runs 4", []string{"--cluster", "manual"}, nil, nil, modeManual, 4},
+		{"CLUSTER_MODE=manual without a count runs 4", nil, nil, map[string]string{"CLUSTER_MODE": "manual"}, modeManual, 4},
 		{"--workers beats auto", []string{"--cluster", "auto", "--workers", "2"}, nil, nil, modeManual, 2},
 		{"off ignores workers", []string{"--cluster", "off", "--workers", "3"}, nil, nil, modeOff, 0},
 		{"mode is case-insensitive", []string{"--cluster", " OFF "}, nil, nil, modeOff, 0},
@@ -192,7 +195,7 @@ func TestServeConfigFlagsAnywhere(t *testing.T) {
 		{"-port=4100", "extra", "-workers=2"},
 		{"--port=4100", "--workers=2", "extra"},
 	} {
-		c, rest, err := loadServeConfig(args, envMap(nil), noDotenv(t))
+		c, rest, err := loadServeConfig(args, sources{envMap(nil), noDotenv(t)})
 		if err != nil {
 			t.Errorf("%q: %v", args, err)
 			continue
@@ -257,23 +260,18 @@ func TestParseArgs(t *testing.T) {
 }
 
 // TestServeConfigBadValues: every bad value is a *configError, one line,
-// naming the setting and what is allowed.
+// naming the setting as the user gave it (flag or variable), where it came
+// from, and what is allowed.
 func TestServeConfigBadValues(t *testing.T) {
 	const (
-		workers  = "--workers/CLUSTER_WORKERS"
 		workersA = "from 1 to 1024"
-		cluster  = "--cluster/CLUSTER_MODE"
 		clusterA = "auto, manual or off"
-		port     = "--port/PORT"
 		portA    = "from 0 to 65535"
-		timeout  = "--shutdown-timeout/SHUTDOWN_TIMEOUT"
 		timeoutA = "positive duration"
-		logf     = "--log-format/LOG_FORMAT"
 		logfA    = "text or json"
-		appEnv   = "--app-env/APP_ENV"
 		appEnvA  = "production or development"
-		crash    = "--enable-crash-endpoint/ENABLE_CRASH_ENDPOINT"
 		boolA    = "true or false"
+		fromEnv  = "(from the environment)"
 	)
 	for _, tc := range []struct {
 		name   string
@@ -281,38 +279,51 @@ func TestServeConfigBadValues(t *testing.T) {
 		env    map[string]string
 		dotenv string
 		want   []string // substrings of the message
+		not    []string // and what it must not say
 	}{
-		{"workers 0", []string{"--workers", "0"}, nil, "", []string{workers, `"0"`, workersA}},
-		{"workers -3", []string{"--workers", "-3"}, nil, "", []string{workers, `"-3"`, workersA}},
-		{"workers abc", []string{"--workers", "abc"}, nil, "", []string{workers, `"abc"`, workersA}},
-		{"workers 5000", []string{"--workers", "5000"}, nil, "", []string{workers, `"5000"`, workersA}},
-		{"workers 2.5", []string{"--workers=2.5"}, nil, "", []string{workers, workersA}},
-		{"CLUSTER_WORKERS abc", nil, map[string]string{"CLUSTER_WORKERS": "abc"}, "", []string{workers, `"abc"`, workersA}},
-		{".env CLUSTER_WORKERS 0", nil, nil, "CLUSTER_WORKERS=0\n", []string{workers, workersA}},
-		{"cluster bogus", []string{"--cluster", "bogus"}, nil, "", []string{cluster, `"bogus"`, clusterA}},
-		{"CLUSTER_MODE bogus", nil, map[string]string{"CLUSTER_MODE": "bogus"}, "", []string{cluster, clusterA}},
-		{"manual without workers", []string{"--cluster", "manual"}, nil, "", []string{"--cluster manual", "--workers"}},
-		{"port -1", []string{"--port", "-1"}, nil, "", []string{port, `"-1"`, portA}},
-		{"port 70000", []string{"--port", "70000"}, nil, "", []string{port, `"70000"`, portA}},
-		{"port x", []string{"--port", "x"}, nil, "", []string{port, `"x"`, portA}},
-		{"PORT x", nil, map[string]string{"PORT": "x"}, "", []string{port, portA}},
-		{"shutdown-timeout 0", []string{"--shutdown-timeout", "0"}, nil, "", []string{timeout, timeoutA}},
-		{"shutdown-timeout -1s", []string{"--shutdown-timeout", "-1s"}, nil, "", []string{timeout, timeoutA}},
-		{"shutdown-timeout abc", []string{"--shutdown-timeout", "abc"}, nil, "", []string{timeout, `"abc"`, timeoutA}},
-		{"shutdown-timeout 30 (no unit)", []string{"--shutdown-timeout", "30"}, nil, "", []string{timeout, timeoutA}},
-		{"log-format xml", []string{"--log-format", "xml"}, nil, "", []string{logf, `"xml"`, logfA}},
-		{"app-env staging", []string{"--app-env", "staging"}, nil, "", []string{appEnv, `"staging"`, appEnvA}},
-		{"APP_ENV staging", nil, map[string]string{"APP_ENV": "staging"}, "", []string{appEnv, appEnvA}},
-		{"ENABLE_CRASH_ENDPOINT maybe", nil, map[string]string{"ENABLE_CRASH_ENDPOINT": "maybe"}, "", []string{crash, `"maybe"`, boolA}},
-		{"--enable-crash-endpoint=maybe", []string{"--enable-crash-endpoint=maybe"}, nil, "", []string{crash, `"maybe"`, boolA}},
-		{"CLUSTER_ENABLED maybe", nil, map[string]string{"CLUSTER_ENABLED": "maybe"}, "", []string{"CLUSTER_ENABLED", `"maybe"`, boolA}},
-		{"malformed .env line", nil, nil, "# ok\nPORT=3100\nthis is not a setting\n", []string{".env line 3", "KEY=VALUE"}},
-		{"unknown flag", []string{"--bogus"}, nil, "", []string{"bogus"}},
-		{"flag without value", []string{"--port"}, nil, "", []string{"port"}},
-		{"state file and redis", []string{"--state-file", "s.db", "--redis-url", "redis://x"}, nil, "", []string{"--state-file", "--redis-url"}},
+		{"workers 0", []string{"--workers", "0"}, nil, "", []string{`invalid --workers "0":`, workersA}, []string{"CLUSTER_WORKERS"}},
+		{"workers -3", []string{"--workers", "-3"}, nil, "", []string{`--workers "-3"`, workersA}, nil},
+		{"workers abc", []string{"--workers", "abc"}, nil, "", []string{`--workers "abc"`, workersA}, nil},
+		{"workers 5000", []string{"--workers", "5000"}, nil, "", []string{`--workers "5000"`, workersA}, nil},
+		{"workers 2.5", []string{"--workers=2.5"}, nil, "", []string{"--workers", workersA}, nil},
+		{"CLUSTER_WORKERS abc", nil, map[string]string{"CLUSTER_WORKERS": "abc"}, "", []string{`CLUSTER_WORKERS "abc" ` + fromEnv, workersA}, []string{"--workers"}},
+		{".env CLUSTER_WORKERS 0", nil, nil, "# workers\nCLUSTER_WORKERS=0\n", []string{`CLUSTER_WORKERS "0" (from .env line 2)`, workersA}, []string{"--workers"}},
+		{"cluster bogus", []string{"--cluster", "bogus"}, nil, "", []string{`--cluster "bogus"`, clusterA}, nil},
+		{"CLUSTER_MODE bogus", nil, map[string]string{"CLUSTER_MODE": "bogus"}, "", []string{`CLUSTER_MODE "bogus" ` + fromEnv, clusterA}, nil},
+		{"port -1", []string{"--port", "-1"}, nil, "", []string{`--port "-1"`, portA}, nil},
+		{"port 70000", []string{"--port", "70000"}, nil, "", []string{`--port "70000"`, portA}, nil},
+		{"port x", []string{"--port", "x"}, nil, "", []string{`--port "x"`, portA}, nil},
+		{"PORT x", nil, map[string]string{"PORT": "x"}, "", []string{`PORT "x" ` + fromEnv, portA}, []string{"--port"}},
+		{".env PORT x", nil, nil, "PORT=x\n", []string{`PORT "x" (from .env line 1)`, portA}, []string{"--port"}},
+		{"PORT x under a good flag", []string{"--port", "0"}, map[string]string{"PORT": "x"}, "", nil, nil},
+		{"shutdown-timeout 0", []string{"--shutdown-timeout", "0"}, nil, "", []string{"--shutdown-timeout", timeoutA}, nil},
+		{"shutdown-timeout -1s", []string{"--shutdown-timeout", "-1s"}, nil, "", []string{"--shutdown-timeout", timeoutA}, nil},
+		{"shutdown-timeout abc", []string{"--shutdown-timeout", "abc"}, nil, "", []string{`--shutdown-timeout "abc"`, timeoutA}, nil},
+		{"shutdown-timeout 30 (no unit)", []string{"--shutdown-timeout", "30"}, nil, "", []string{"--shutdown-timeout", timeoutA}, nil},
+		{".env SHUTDOWN_TIMEOUT 30", nil, nil, "PORT=1\nSHUTDOWN_TIMEOUT=30\n", []string{`SHUTDOWN_TIMEOUT "30" (from .env line 2)`, timeoutA}, nil},
+		{"log-format xml", []string{"--log-format", "xml"}, nil, "", []string{`--log-format "xml"`, logfA}, nil},
+		{"app-env staging", []string{"--app-env", "staging"}, nil, "", []string{`--app-env "staging"`, appEnvA}, nil},
+		{"APP_ENV staging", nil, map[string]string{"APP_ENV": "staging"}, "", []string{`APP_ENV "staging" ` + fromEnv, appEnvA}, nil},
+		{"ENABLE_CRASH_ENDPOINT maybe", nil, map[string]string{"ENABLE_CRASH_ENDPOINT": "maybe"}, "", []string{`ENABLE_CRASH_ENDPOINT "maybe" ` + fromEnv, boolA}, nil},
+		{"--enable-crash-endpoint=maybe", []string{"--enable-crash-endpoint=maybe"}, nil, "", []string{`--enable-crash-endpoint "maybe"`, boolA}, nil},
+		{"CLUSTER_ENABLED maybe", nil, map[string]string{"CLUSTER_ENABLED": "maybe"}, "", []string{`CLUSTER_ENABLED "maybe" ` + fromEnv, boolA}, nil},
+		{".env CLUSTER_ENABLED maybe", nil, nil, "CLUSTER_ENABLED=maybe", []string{`CLUSTER_ENABLED "maybe" (from .env line 1)`, boolA}, nil},
+		{"MAX_MEMORY 1KB", nil, map[string]string{"MAX_MEMORY": "1KB"}, "", []string{`MAX_MEMORY "1KB" ` + fromEnv, "at least 1MB"}, nil},
+		{"READY_TIMEOUT in .env", nil, nil, "READY_TIMEOUT=soon", []string{`READY_TIMEOUT "soon" (from .env line 1)`, timeoutA}, nil},
+		{"malformed .env line", nil, nil, "# ok\nPORT=3100\nthis is not a setting\n", []string{".env line 3", "KEY=VALUE"}, nil},
+		{"unknown flag", []string{"--bogus"}, nil, "", []string{"bogus"}, nil},
+		{"flag without value", []string{"--port"}, nil, "", []string{"port"}, nil},
+		{"state file and redis", []string{"--state-file", "s.db", "--redis-url", "redis://x"}, nil, "", []string{"--state-file and --redis-url both set"}, nil},
+		{"state file in .env and redis in env", nil, map[string]string{"REDIS_URL": "redis://x"}, "STATE_FILE=s.db", []string{"STATE_FILE (from .env line 1) and REDIS_URL (from the environment) both set"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := loadServeConfig(tc.args, envMap(tc.env), writeDotenv(t, tc.dotenv))
+			_, _, err := loadServeConfig(tc.args, sources{envMap(tc.env), writeDotenv(t, tc.dotenv)})
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("err = %v, want none: the flag wins over the bad variable", err)
+				}
+				return
+			}
 			var ce *configError
 			if !errors.As(err, &ce) {
 				t.Fatalf("err = %v (%T), want a *configError", err, err)
@@ -321,6 +332,11 @@ func TestServeConfigBadValues(t *testing.T) {
 			for _, w := range tc.want {
 				if !strings.Contains(msg, w) {
 					t.Errorf("message %q does not contain %q", msg, w)
+				}
+			}
+			for _, w := range tc.not {
+				if strings.Contains(msg, w) {
+					t.Errorf("message %q names %q, which the user did not set", msg, w)
 				}
 			}
 			if strings.Contains(msg, "\n") {
@@ -345,9 +361,16 @@ func TestReadDotenv(t *testing.T) {
 		"EMPTY=",
 		"SPACED=\"  kept  \"",
 	}, "\n"))
-	got, err := readDotenv(path)
+	entries, err := readDotenv(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for k, e := range entries {
+		got[k] = e.val
+	}
+	if e := entries["PORT"]; e.line != 3 {
+		t.Errorf("PORT is on line 3, readDotenv says %d", e.line)
 	}
 	want := map[string]string{
 		"PORT": "3100", "HOST": "127.0.0.1", "APP_ENV": "development", "LOG_FORMAT": "json",
@@ -384,6 +407,97 @@ func TestTestsStripEverySetting(t *testing.T) {
 	for _, s := range serveSettings {
 		if !slices.Contains(herdenv.Names, s.env) {
 			t.Errorf("herdenv.Names lacks %s (--%s): a developer's %s would leak into the tests, herd verify and make bench", s.env, s.flag, s.env)
+		}
+	}
+}
+
+// TestCommandsResolveSettingsLikeServe: the control commands, healthcheck
+// and loadtest find the server serve would run with the same flags,
+// environment and .env: the port from any source, and the control socket
+// setting over the port, as serve takes it.
+func TestCommandsResolveSettingsLikeServe(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		env    map[string]string
+		dotenv string
+		sock   string // want this control socket rather than the port's
+		addr   string // want healthcheck and loadtest to go here
+	}{
+		{"defaults", nil, nil, "", "", "127.0.0.1:3000"},
+		{".env PORT", nil, nil, "PORT=3102\n", "", "127.0.0.1:3102"},
+		{"env PORT over .env", nil, map[string]string{"PORT": "3103"}, "PORT=3102\n", "", "127.0.0.1:3103"},
+		{"flag over env", []string{"--port", "3104"}, map[string]string{"PORT": "3103"}, "PORT=3102\n", "", "127.0.0.1:3104"},
+		{".env HOST", nil, nil, "HOST=127.0.0.2\nPORT=3105", "", "127.0.0.2:3105"},
+		{"HOST every interface", nil, map[string]string{"HOST": "0.0.0.0"}, "", "", "127.0.0.1:3000"},
+		{"HOST ::", nil, map[string]string{"HOST": "::"}, "", "", "127.0.0.1:3000"},
+		{"HOST ::1", nil, map[string]string{"HOST": "::1"}, "", "", "[::1]:3000"},
+		{".env CONTROL_SOCKET", nil, nil, "CONTROL_SOCKET=/run/herd/ctl.sock\nPORT=3106\n", "/run/herd/ctl.sock", "127.0.0.1:3106"},
+		{"CONTROL_SOCKET over --port", []string{"--port", "3107"}, map[string]string{"CONTROL_SOCKET": "/run/x.sock"}, "", "/run/x.sock", "127.0.0.1:3107"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := sources{envMap(tc.env), writeDotenv(t, tc.dotenv)}
+			var serveArgs []string // serve's own flags where the commands share them
+			for i := 0; i < len(tc.args); i += 2 {
+				serveArgs = append(serveArgs, tc.args[i], tc.args[i+1])
+			}
+			serve, _, err := loadServeConfig(serveArgs, src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fs := flag.NewFlagSet("status", flag.ContinueOnError)
+			r, _, err := loadSettings(fs, pick("port", "control-socket"), tc.args, src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sock, err := controlSocketFor(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tc.sock
+			if want == "" {
+				want = cluster.ControlSocketPath(serve.Port)
+			}
+			if sock != want || (tc.sock != "" && serve.ControlSocket != tc.sock) {
+				t.Errorf("control commands use %q, serve listens on %q (port %d, control socket %q)", sock, want, serve.Port, serve.ControlSocket)
+			}
+			r, _, err = loadSettings(flag.NewFlagSet("healthcheck", flag.ContinueOnError), pick("port", "host"), tc.args, src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if addr, err := localAddr(r); err != nil || addr != tc.addr {
+				t.Errorf("healthcheck and loadtest go to %q (%v), want %q", addr, err, tc.addr)
+			}
+		})
+	}
+}
+
+// TestCommandsNameTheSourceOfABadPort: "PORT=0 herd status" names PORT and
+// the environment, not a --port the user never gave.
+func TestCommandsNameTheSourceOfABadPort(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		env    map[string]string
+		dotenv string
+		want   string
+	}{
+		{nil, map[string]string{"PORT": "0"}, "", `invalid PORT "0" (from the environment): must be a port number from 1 to 65535`},
+		{nil, nil, "\nPORT=0\n", `invalid PORT "0" (from .env line 2): must be a port number from 1 to 65535`},
+		{[]string{"--port", "0"}, map[string]string{"PORT": "3000"}, "", `invalid --port "0": must be a port number from 1 to 65535`},
+		{nil, map[string]string{"PORT": "http"}, "", `invalid PORT "http" (from the environment)`},
+	} {
+		src := sources{envMap(tc.env), writeDotenv(t, tc.dotenv)}
+		r, _, err := loadSettings(flag.NewFlagSet("status", flag.ContinueOnError), pick("port", "control-socket"), tc.args, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = controlSocketFor(r)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("args %q env %v .env %q: err = %v, want %q", tc.args, tc.env, tc.dotenv, err, tc.want)
+		}
+		_, err = localAddr(r)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("healthcheck: args %q env %v .env %q: err = %v, want %q", tc.args, tc.env, tc.dotenv, err, tc.want)
 		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -33,11 +32,10 @@ func cmdControl(ctx context.Context, name string, args []string, stdout, stderr 
 		return exitOK
 	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	port := fs.String("port", "", "port of the primary to control (default $PORT or 3000)")
-	sock := fs.String("control-socket", "", "control socket path (overrides --port)")
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
 	timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait for the command to complete")
-	rest, err := parseArgs(fs, args)
+	// --port and --control-socket, from the same sources as serve's.
+	settings, rest, err := loadSettings(fs, pick("port", "control-socket"), args, osSources)
 	if err != nil {
 		fmt.Fprintf(stderr, "herd %s: %v\n", name, err)
 		return exitUsage
@@ -63,12 +61,10 @@ func cmdControl(ctx context.Context, name string, args []string, stdout, stderr 
 		fmt.Fprintf(stderr, "herd %s: invalid --timeout %s: must be positive\n", name, *timeout)
 		return exitUsage
 	}
-	path := *sock
-	if path == "" {
-		if path, err = socketForPort(*port); err != nil {
-			fmt.Fprintf(stderr, "herd %s: %v\n", name, err)
-			return exitUsage
-		}
+	path, err := controlSocketFor(settings)
+	if err != nil {
+		fmt.Fprintf(stderr, "herd %s: %v\n", name, err)
+		return exitUsage
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -102,19 +98,18 @@ func cmdControl(ctx context.Context, name string, args []string, stdout, stderr 
 	return exitOK
 }
 
-// socketForPort derives the control socket from --port, else $PORT, else 3000.
-func socketForPort(port string) (string, error) {
-	if port == "" {
-		port = os.Getenv("PORT")
+// controlSocketFor is the control socket serve listens on with these
+// settings: the control-socket setting if set (from any source, as serve
+// takes it), else the one derived from the port.
+func controlSocketFor(r resolved) (string, error) {
+	if p := strings.TrimSpace(r.get("control-socket").s); p != "" {
+		return p, nil
 	}
-	if port == "" {
-		port = "3000"
+	port, err := parsePort(r, 1)
+	if err != nil {
+		return "", err
 	}
-	n, err := strconv.Atoi(strings.TrimSpace(port))
-	if err != nil || n < 1 || n > 65535 {
-		return "", fmt.Errorf("invalid --port %q: must be a port number from 1 to 65535", port)
-	}
-	return cluster.ControlSocketPath(n), nil
+	return cluster.ControlSocketPath(port), nil
 }
 
 // printStatus prints a table in the manner of "pm2 list".

@@ -5,26 +5,39 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
+const healthcheckUsage = "usage: herd healthcheck [--port 3000] [--host 127.0.0.1] [--timeout 2s]"
+
 // cmdHealthcheck asks a local server's /healthz, for container health checks
-// (a Dockerfile's HEALTHCHECK has no curl in a distroless image).
+// (a Dockerfile's HEALTHCHECK has no curl in a distroless image). It finds
+// the server as serve does: --port and --host, else PORT and HOST from the
+// environment, else from .env.
 func cmdHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
-	port := fs.Int("port", 3000, "port of the server to check")
-	host := fs.String("host", "127.0.0.1", "host of the server to check")
 	timeout := fs.Duration("timeout", 2*time.Second, "how long to wait for an answer")
-	rest, err := parseArgs(fs, args)
-	if err != nil || len(rest) > 0 || *port < 1 || *port > 65535 {
-		fmt.Fprintln(stderr, "herd healthcheck: usage: herd healthcheck [--port 3000] [--host 127.0.0.1] [--timeout 2s]")
+	settings, rest, err := loadSettings(fs, pick("port", "host"), args, osSources)
+	if err != nil {
+		fmt.Fprintf(stderr, "herd healthcheck: %v (%s)\n", err, healthcheckUsage)
+		return exitUsage
+	}
+	if len(rest) > 0 || *timeout <= 0 {
+		fmt.Fprintf(stderr, "herd healthcheck: %s\n", healthcheckUsage)
+		return exitUsage
+	}
+	addr, err := localAddr(settings)
+	if err != nil {
+		fmt.Fprintf(stderr, "herd healthcheck: %v\n", err)
 		return exitUsage
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	url := "http://" + *host + ":" + strconv.Itoa(*port) + "/healthz"
+	url := "http://" + addr + "/healthz"
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -38,4 +51,19 @@ func cmdHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	fmt.Fprintf(stdout, "ok: %s answered %s\n", url, resp.Status)
 	return exitOK
+}
+
+// localAddr is where a client on this machine reaches the server these
+// settings describe: the host, or loopback when serve would bind every
+// interface (empty, 0.0.0.0 or ::), and the port (1 to 65535).
+func localAddr(r resolved) (string, error) {
+	port, err := parsePort(r, 1)
+	if err != nil {
+		return "", err
+	}
+	host := strings.Trim(strings.TrimSpace(r.get("host").s), "[]")
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port)), nil
 }

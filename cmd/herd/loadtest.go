@@ -20,7 +20,8 @@ import (
 
 const loadtestUsage = `Usage: herd loadtest [URL] [flags]
 
-Sends closed-loop HTTP load to URL (default ` + loadtest.DefaultURL + `) and reports
+Sends closed-loop HTTP load to URL (default ` + loadtest.DefaultURL + `, or the
+port and host set by PORT and HOST in the environment or .env) and reports
 latency, requests/s, errors and the spread over the server's workers
 (X-Worker-Id). Flags may come before or after the URL.
 
@@ -117,9 +118,20 @@ func loadtestWith(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
-	target := loadtest.DefaultURL
+	var target string
 	switch len(pos) {
 	case 0:
+		// The server serve would run here: PORT and HOST from the
+		// environment or .env, as serve reads them.
+		settings, _, err := loadSettings(flag.NewFlagSet("loadtest", flag.ContinueOnError), pick("port", "host"), nil, osSources)
+		if err != nil {
+			return usage("%v", err)
+		}
+		addr, err := localAddr(settings)
+		if err != nil {
+			return usage("%v (or give the URL)", err)
+		}
+		target = "http://" + addr + "/"
 	case 1:
 		target = pos[0]
 	default:

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/herd-go/herd/app"
 	"github.com/herd-go/herd/cluster"
+	"github.com/herd-go/herd/internal/herdenv"
 	"github.com/herd-go/herd/internal/listen"
 	"github.com/herd-go/herd/store"
 )
@@ -28,12 +30,17 @@ flags:
 `
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if cluster.IsWorker() {
+		// A worker has no arguments: its configuration comes from the
+		// primary, which resolved it once.
+		return serveWorker(ctx, stderr)
+	}
 	if wantsHelp(args) {
 		fmt.Fprint(stdout, serveUsage)
 		printDefaults(stdout, serveSettings)
 		return exitOK
 	}
-	cfg, rest, err := loadServeConfig(args, os.LookupEnv, ".env")
+	cfg, rest, err := loadServeConfig(args, osSources)
 	if err != nil {
 		fmt.Fprintf(stderr, "herd: %v\n", err)
 		return exitUsage
@@ -55,24 +62,29 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		WorkerGOMAXPROCS: cfg.WorkerProcs,
 		ControlSocket:    cfg.ControlSocket,
 		Logger:           log,
+		// Workers get no arguments and none of herd's settings in their
+		// environment: a password given by flag or REDIS_URL would be
+		// readable in /proc by every local user, and a worker that parsed
+		// them itself could disagree with its primary (.env edited since).
+		// They ask the primary for its configuration (callConfig).
+		Args:    []string{},
+		Environ: herdenv.Clean(os.Environ()),
 	}
 	if opts.ControlSocket == "" {
 		opts.ControlSocket = cluster.ControlSocketAuto
 	}
-	if !cluster.IsWorker() {
-		// A port in use is a bad setting like any other: one line and
-		// nothing before it. (An upgraded primary inherits its socket.)
-		if os.Getenv(cluster.EnvUpgradeFrom) == "" {
-			if ln, err := listen.TCP(opts.Addr); errors.Is(err, listen.ErrInUse) {
-				fmt.Fprintln(stderr, portInUse(cfg, opts.Addr))
-				return exitUsage
-			} else if err == nil {
-				ln.Close()
-			}
+	// A port in use is a bad setting like any other: one line and nothing
+	// before it. (An upgraded primary inherits its socket.)
+	if os.Getenv(cluster.EnvUpgradeFrom) == "" {
+		if ln, err := listen.TCP(opts.Addr); errors.Is(err, listen.ErrInUse) {
+			fmt.Fprintln(stderr, portInUse(cfg, opts.Addr))
+			return exitUsage
+		} else if err == nil {
+			ln.Close()
 		}
 	}
 	if cfg.RedisURL != "" {
-		if err := checkRedisURL(cfg.RedisURL); err != nil {
+		if err := checkRedis(ctx, cfg, log); err != nil {
 			fmt.Fprintf(stderr, "herd: %v\n", err)
 			return exitUsage
 		}
@@ -80,12 +92,13 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	// The embedded store lives in the primary (or, with --cluster off, in
 	// the one process); with Redis every worker connects itself.
 	var local store.Store
-	if cfg.RedisURL == "" && !cluster.IsWorker() {
+	var storeCalls cluster.CallHandler
+	if cfg.RedisURL == "" {
 		var released atomic.Bool
 		if cluster.IsUpgrade() && cfg.StateFile != "" {
 			late := openLate(ctx, cfg, log)
 			defer late.Close()
-			opts.Calls = primaryCalls(late.get, &released)
+			storeCalls = primaryCalls(late.get, &released)
 			opts.OnHandover = func() { released.Store(true); late.Close() }
 		} else {
 			st, err := openEmbedded(cfg)
@@ -95,56 +108,30 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			}
 			defer st.Close()
 			local = st
-			opts.Calls = primaryCalls(func(context.Context) (store.Store, error) { return st, nil }, &released)
+			storeCalls = primaryCalls(func(context.Context) (store.Store, error) { return st, nil }, &released)
 			opts.OnHandover = func() { released.Store(true); st.Close() }
 		}
 	}
-	if !cluster.IsWorker() {
-		backend := "redis " + store.RedactURL(cfg.RedisURL)
-		if cfg.RedisURL == "" {
-			backend = "embedded (memory: gone when the primary stops)"
-			if cfg.StateFile != "" {
-				backend = "embedded (bbolt " + cfg.StateFile + ")"
-			}
+	opts.Calls = configCalls(cfg, storeCalls)
+
+	backend := "redis " + store.RedactURL(cfg.RedisURL)
+	if cfg.RedisURL == "" {
+		backend = "embedded (memory: gone when the primary stops)"
+		if cfg.StateFile != "" {
+			backend = "embedded (bbolt " + cfg.StateFile + ")"
 		}
-		log.Info("starting herd", "mode", cfg.Mode, "app_env", cfg.AppEnv, "workers", opts.Workers, "shared_state", backend)
+	}
+	log.Info("starting herd", "mode", cfg.Mode, "app_env", cfg.AppEnv, "workers", opts.Workers, "shared_state", backend)
+	if cfg.WorkersDefault && cfg.Mode == modeManual {
+		log.Info("manual mode without a worker count: running the default", "workers", defaultManualWorkers,
+			"reason", "set --workers or CLUSTER_WORKERS to choose")
 	}
 	err = cluster.Run(ctx, opts, func(ctx context.Context, w *cluster.Worker) error {
-		var c app.Cluster
-		st := local // --cluster off: the store is in this process
-		switch {
-		case cfg.RedisURL != "":
-			rs, err := store.NewRedis(cfg.RedisURL, store.RedisOptions{})
-			if err != nil {
-				return err
-			}
-			defer rs.Close()
-			st = rs
-		case w.ID != 0:
-			st = store.NewRemote(w)
-		}
-		if w.ID != 0 {
-			c = workerLister{w}
-		}
-		a := app.New(app.Options{
-			WorkerID:    w.ID,
-			Cluster:     c,
-			Store:       st,
-			EnableCrash: cfg.EnableCrash,
-			Logger:      w.Logger(),
-		})
-		go func() { <-ctx.Done(); a.SetDraining() }()
-		if w.ID == 0 {
-			w.Logger().Info("serving in a single process", "pid", os.Getpid())
-		}
-		return w.Serve(ctx, a)
+		return serveApp(ctx, w, cfg, local) // --cluster off: this process serves
 	})
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.Is(err, cluster.ErrNoPrimary):
-		fmt.Fprintf(stderr, "herd: %v: unset %s to run herd normally\n", err, cluster.EnvWorkerID)
-		return exitUsage
 	case errors.Is(err, listen.ErrInUse):
 		fmt.Fprintln(stderr, portInUse(cfg, opts.Addr))
 		return exitUsage
@@ -154,8 +141,96 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 }
 
+// callConfig is the call by which a worker asks its primary for the
+// resolved configuration (a serveConfig).
+const callConfig = "herd.config"
+
+// configTimeout bounds a worker's wait for its configuration.
+const configTimeout = 10 * time.Second
+
+// configCalls answers callConfig with cfg and passes every other call to
+// next (the embedded store's calls; nil with Redis).
+func configCalls(cfg serveConfig, next cluster.CallHandler) cluster.CallHandler {
+	return func(ctx context.Context, method string, body json.RawMessage) (any, error) {
+		if method == callConfig {
+			return cfg, nil
+		}
+		if next == nil {
+			return nil, fmt.Errorf("herd: unknown call %q", method)
+		}
+		return next(ctx, method, body)
+	}
+}
+
+// errNoConfig means a worker could not get its configuration from the
+// primary: it exits with cluster.ExitStartFailed.
+var errNoConfig = errors.New("herd: worker cannot get its configuration from the primary")
+
+// serveWorker runs one worker. It reads no arguments, settings in the
+// environment or .env: it serves with the configuration its primary
+// resolved, fetched over the IPC socket.
+func serveWorker(ctx context.Context, stderr io.Writer) int {
+	err := cluster.Run(ctx, cluster.Options{}, func(ctx context.Context, w *cluster.Worker) error {
+		cctx, cancel := context.WithTimeout(ctx, configTimeout)
+		var cfg serveConfig
+		err := w.Call(cctx, callConfig, nil, &cfg)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%w: %w", errNoConfig, err)
+		}
+		return serveApp(ctx, w, cfg, nil)
+	})
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, cluster.ErrNoPrimary):
+		fmt.Fprintf(stderr, "herd: %v: unset %s to run herd normally\n", err, cluster.EnvWorkerID)
+		return exitUsage
+	case errors.Is(err, errNoConfig):
+		fmt.Fprintf(stderr, "herd: %v\n", err)
+		return cluster.ExitStartFailed
+	default:
+		fmt.Fprintf(stderr, "herd: %v\n", err)
+		return exitFail
+	}
+}
+
+// serveApp serves the demo application in a worker (or, with local set,
+// in the single process of --cluster off) until ctx is done.
+func serveApp(ctx context.Context, w *cluster.Worker, cfg serveConfig, local store.Store) error {
+	var c app.Cluster
+	st := local
+	switch {
+	case cfg.RedisURL != "":
+		rs, err := store.NewRedis(cfg.RedisURL, store.RedisOptions{})
+		if err != nil {
+			return err
+		}
+		defer rs.Close()
+		st = rs
+	case w.ID != 0:
+		st = store.NewRemote(w)
+	}
+	if w.ID != 0 {
+		c = workerLister{w}
+	}
+	a := app.New(app.Options{
+		WorkerID:    w.ID,
+		Cluster:     c,
+		Store:       st,
+		EnableCrash: cfg.EnableCrash,
+		Logger:      w.Logger(),
+	})
+	go func() { <-ctx.Done(); a.SetDraining() }()
+	if w.ID == 0 {
+		w.Logger().Info("serving in a single process", "pid", os.Getpid())
+	}
+	return w.Serve(ctx, a)
+}
+
 func portInUse(cfg serveConfig, addr string) string {
-	return fmt.Sprintf("herd: invalid --port/PORT %d: %s is already in use; choose another port or stop what is using it", cfg.Port, addr)
+	return "herd: " + badSetting(cfg.from.setting("port"), cfg.from.get("port"),
+		addr+" is already in use; choose another port or stop what is using it").Error()
 }
 
 // workerCount applies the mode: manual runs what was asked, auto one per

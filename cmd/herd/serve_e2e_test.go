@@ -581,15 +581,16 @@ func TestServeBadConfigurationExits2WithOneLine(t *testing.T) {
 		env  []string
 		want []string
 	}{
-		{"workers 0", append([]string{"--workers", "0"}, safe...), nil, []string{"--workers/CLUSTER_WORKERS", "1 to 1024"}},
-		{"workers -3", append([]string{"--workers", "-3"}, safe...), nil, []string{"--workers/CLUSTER_WORKERS", `"-3"`}},
-		{"workers abc", append([]string{"--workers", "abc"}, safe...), nil, []string{"--workers/CLUSTER_WORKERS", `"abc"`}},
-		{"CLUSTER_WORKERS abc", safe, []string{"CLUSTER_WORKERS=abc"}, []string{"--workers/CLUSTER_WORKERS", `"abc"`}},
-		{"cluster bogus", append([]string{"--cluster", "bogus"}, safe...), nil, []string{"--cluster/CLUSTER_MODE", "auto, manual or off"}},
-		{"port 70000", []string{"--port", "70000", "--host", "127.0.0.1"}, nil, []string{"--port/PORT", "65535"}},
-		{"port in use", []string{"--port", busyPort, "--host", "127.0.0.1"}, nil, []string{"--port/PORT", busyPort, "in use"}},
-		{"port in use, single process", []string{"--cluster", "off", "--port", busyPort, "--host", "127.0.0.1"}, nil, []string{"--port/PORT", "in use"}},
-		{"APP_ENV staging", safe, []string{"APP_ENV=staging"}, []string{"--app-env/APP_ENV", `"staging"`, "production or development"}},
+		{"workers 0", append([]string{"--workers", "0"}, safe...), nil, []string{`invalid --workers "0":`, "1 to 1024"}},
+		{"workers -3", append([]string{"--workers", "-3"}, safe...), nil, []string{`invalid --workers "-3":`}},
+		{"workers abc", append([]string{"--workers", "abc"}, safe...), nil, []string{`invalid --workers "abc":`}},
+		{"CLUSTER_WORKERS abc", safe, []string{"CLUSTER_WORKERS=abc"}, []string{`invalid CLUSTER_WORKERS "abc" (from the environment)`}},
+		{"cluster bogus", append([]string{"--cluster", "bogus"}, safe...), nil, []string{`invalid --cluster "bogus":`, "auto, manual or off"}},
+		{"port 70000", []string{"--port", "70000", "--host", "127.0.0.1"}, nil, []string{`invalid --port "70000":`, "65535"}},
+		{"port in use", []string{"--port", busyPort, "--host", "127.0.0.1"}, nil, []string{`invalid --port "` + busyPort + `":`, "in use"}},
+		{"port in use, single process", []string{"--cluster", "off", "--port", busyPort, "--host", "127.0.0.1"}, nil, []string{"--port", "in use"}},
+		{"PORT in use", []string{"--host", "127.0.0.1"}, []string{"PORT=" + busyPort}, []string{`invalid PORT "` + busyPort + `" (from the environment):`, "in use"}},
+		{"APP_ENV staging", safe, []string{"APP_ENV=staging"}, []string{`invalid APP_ENV "staging" (from the environment)`, "production or development"}},
 		{"unknown flag", append([]string{"--bogus"}, safe...), nil, []string{"bogus"}},
 		{"worker marker without a primary", safe, []string{"HERD_WORKER_ID=1"}, []string{"HERD_WORKER_ID"}},
 	} {

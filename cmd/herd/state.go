@@ -3,11 +3,16 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/herd-go/herd/cluster"
 	"github.com/herd-go/herd/store"
@@ -21,20 +26,73 @@ func openEmbedded(cfg serveConfig) (store.Store, error) {
 	}
 	st, err := store.OpenBolt(cfg.StateFile, store.BoltOptions{})
 	if err != nil {
-		return nil, &configError{fmt.Sprintf("invalid --state-file/STATE_FILE %q: %v", cfg.StateFile, err)}
+		return nil, badSetting(cfg.from.setting("state-file"), cfg.from.get("state-file"), err.Error())
 	}
 	return st, nil
 }
 
-// checkRedisURL rejects a malformed Redis URL at start (exit 2). It does not
-// need Redis to be up: a Redis that is down makes the routes answer 503
-// until it is back.
-func checkRedisURL(url string) error {
-	st, err := store.NewRedis(url, store.RedisOptions{})
+// redisCheckTimeout bounds the primary's check of Redis at start.
+const redisCheckTimeout = 3 * time.Second
+
+// checkRedis checks cfg.RedisURL once, in the primary at start. A
+// malformed URL, credentials Redis refuses (NOAUTH, WRONGPASS) or a
+// database it does not have are bad settings: a *configError naming the
+// setting, with the password redacted. Redis merely unreachable is one
+// warning on log and herd serves: the shared-state routes answer 503 until
+// it is back.
+func checkRedis(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+	s, v := cfg.from.setting("redis-url"), cfg.from.get("redis-url")
+	shown := store.RedactURL(cfg.RedisURL)
+	st, err := store.NewRedis(cfg.RedisURL, store.RedisOptions{})
 	if err != nil {
-		return &configError{fmt.Sprintf("invalid --redis-url/REDIS_URL %q: %v", store.RedactURL(url), err)}
+		return badSettingShown(s, v, shown, strings.TrimPrefix(err.Error(), "store: "))
 	}
-	return st.Close()
+	st.Close()
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil { // NewRedis parsed it; this cannot fail
+		return badSettingShown(s, v, shown, "want redis://[user:password@]host:port[/db]")
+	}
+	opts.DialTimeout = time.Second
+	opts.MaxRetries = -1
+	opts.DisableIdentity = true
+	opts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	client := redis.NewClient(opts)
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(ctx, redisCheckTimeout)
+	defer cancel()
+	err = client.Ping(ctx).Err()
+	var rerr redis.Error
+	switch {
+	case err == nil:
+		return nil
+	case redis.IsAuthError(err) || redis.IsPermissionError(err):
+		return badSettingShown(s, v, shown, "Redis refused the credentials: "+redisReply(err, opts.Password))
+	case errors.As(err, &rerr) && !redisBusy(err):
+		// Any other refusal while setting up the connection (a database
+		// index Redis does not have, a password it has no users for) is
+		// the URL's fault too.
+		return badSettingShown(s, v, shown, "Redis refused the connection: "+redisReply(err, opts.Password))
+	}
+	log.Warn("redis unreachable at start; serving, and the shared-state routes answer 503 until it is back",
+		"redis", shown, "err", err)
+	return nil
+}
+
+// redisBusy reports whether a Redis error reply means "not now" rather
+// than "not with this URL".
+func redisBusy(err error) bool {
+	return redis.IsLoadingError(err) || redis.IsTryAgainError(err) || redis.IsClusterDownError(err) ||
+		redis.IsMasterDownError(err) || redis.IsMaxClientsError(err) || strings.HasPrefix(err.Error(), "BUSY")
+}
+
+// redisReply is the first line of Redis's error reply, with the password
+// redacted should Redis ever quote it.
+func redisReply(err error, password string) string {
+	msg, _, _ := strings.Cut(err.Error(), "\n")
+	if password != "" {
+		msg = strings.ReplaceAll(msg, password, "xxxxx")
+	}
+	return msg
 }
 
 // lateStore is the primary's embedded store during a binary upgrade: the
