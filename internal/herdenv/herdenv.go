@@ -1,6 +1,8 @@
 // Package herdenv names the environment variables herd reads, so that what
 // starts herd for a check or a measurement (the tests, herd verify, the
-// benchmark driver) can start it free of the caller's own settings.
+// benchmark driver) can start it free of the caller's own settings, and so
+// that herd serve starts its workers without them (a worker gets its
+// configuration from the primary; REDIS_URL may hold a password).
 package herdenv
 
 import (
