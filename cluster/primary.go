@@ -32,7 +32,10 @@ const (
 // os/exec and the IPC connection; tests use fakes.
 type handle interface {
 	// drain asks the worker to stop accepting and finish in-flight requests
-	// within timeout. It does not block on the worker.
+	// within timeout. It must not block on the worker: the real handle
+	// writes from its own goroutine and reports a failed write as an
+	// evDrainFailed event. An error returned here means the request could
+	// not even be queued.
 	drain(timeout time.Duration) error
 	// kill ends the worker at once (SIGKILL).
 	kill() error
@@ -55,7 +58,12 @@ type (
 		code   int    // exit code, -1 when killed by a signal
 		signal string // the signal's name, when killed by one
 	}
-	evStart  struct{ id int } // a backoff delay ended
+	evStart struct{ id int } // a backoff delay ended
+	// evDrainFailed: the drain request could not be written to the worker.
+	evDrainFailed struct {
+		pid int
+		err error
+	}
 	evSignal struct{ sig os.Signal }
 	evFunc   func() // runs in the loop: queries and commands
 )
@@ -115,6 +123,10 @@ type primary struct {
 	onAllReady     []func()     // run once, the first time every worker is ready
 	rssLimitWarned bool         // said once that Recycle.MaxRSS is below a new worker's RSS
 	rnd            func(n uint64) uint64
+	afterFunc      func(d time.Duration, f func()) // time.AfterFunc; tests fake the clock
+	everReady      bool                            // some worker of this primary has been ready
+	startFailed    map[int]bool                    // slots whose worker exited with ExitStartFailed before any was ever ready
+	startErr       error                           // why the primary stopped: every slot failed at start
 }
 
 func newPrimary(opts Options, spawn spawner) *primary {
@@ -129,6 +141,10 @@ func newPrimary(opts Options, spawn spawner) *primary {
 		procs:  make(map[int]*proc),
 		slots:  make(map[int]*slot),
 		rnd:    func(n uint64) uint64 { return rand.Uint64N(n) },
+		afterFunc: func(d time.Duration, f func()) {
+			time.AfterFunc(d, f)
+		},
+		startFailed: make(map[int]bool),
 	}
 }
 
@@ -303,9 +319,9 @@ func (p *primary) loop(ctx context.Context) error {
 		if p.shutting && len(p.procs) == 0 {
 			p.log.Info("all workers stopped; primary exiting")
 			for _, w := range p.stopWaiters {
-				w <- nil
+				w <- p.startErr
 			}
-			return nil
+			return p.startErr
 		}
 		select {
 		case <-ctxDone:
@@ -343,6 +359,11 @@ func (p *primary) handle(e any) {
 		}
 		if !p.shutting && e.id <= p.want && p.live(e.id) == nil {
 			p.startWorker(e.id)
+		}
+	case evDrainFailed:
+		if pr := p.procs[e.pid]; pr != nil {
+			p.log.Warn("cannot reach worker to drain it; killing it", "worker", pr.id, "pid", pr.pid, "err", e.err)
+			_ = pr.h.kill()
 		}
 	case evSignal:
 		p.onSignal(e.sig)
@@ -399,7 +420,9 @@ func (p *primary) startWorker(id int) *proc {
 	pid, h, err := p.spawn(p, id)
 	if err != nil {
 		p.log.Error("cannot start worker", "worker", id, "err", err)
-		p.scheduleRestart(id, p.slot(id))
+		s := p.slot(id)
+		s.streak++
+		p.scheduleRestart(id, s, p.opts.Backoff.delay(s.streak))
 		return nil
 	}
 	now := p.now()
@@ -420,6 +443,7 @@ func (p *primary) onReady(pid int) {
 	}
 	pr.state = StateReady
 	pr.readyAt = p.now()
+	p.everReady = true
 	pr.lastBeat = pr.readyAt
 	p.log.Info("worker listening", "worker", pr.id, "pid", pid, "addr", p.addr())
 	if pr.replaces != 0 {
@@ -497,21 +521,59 @@ func (p *primary) onExit(e evExited) {
 	if pr.id > p.want || p.live(pr.id) != nil {
 		return // scaled away, or already replaced
 	}
-	s := p.slot(pr.id)
-	if pr.readyAt.IsZero() || p.now().Sub(pr.readyAt) < p.opts.Backoff.StableAfter {
-		s.streak++
-	} else {
-		s.streak = 0
+	if e.code == ExitStartFailed && !p.everReady && p.failedAtStart(pr.id) {
+		return
 	}
-	p.scheduleRestart(pr.id, s)
+	s := p.slot(pr.id)
+	stable := !pr.readyAt.IsZero() && p.now().Sub(pr.readyAt) >= p.opts.Backoff.StableAfter
+	outside := e.signal != "" && pr.killReason == "" // killed, and not by this primary
+	switch {
+	case stable:
+		s.streak = 0
+		p.scheduleRestart(pr.id, s, 0)
+	case outside && !pr.readyAt.IsZero():
+		// A serving worker killed from outside (the OOM killer, an
+		// operator, a chaos tool) did nothing wrong: replace it at once,
+		// and leave the streak of the slot's own failures as it was.
+		p.scheduleRestart(pr.id, s, 0)
+	case outside:
+		// Killed while starting: at most the shortest delay, so that a
+		// storm of kills can never leave every slot backing off for long.
+		p.scheduleRestart(pr.id, s, p.opts.Backoff.Min)
+	default:
+		// Its own failure: an exit before ready, an exit code soon after,
+		// or killed by this primary for hanging.
+		s.streak++
+		p.scheduleRestart(pr.id, s, p.opts.Backoff.delay(s.streak))
+	}
 }
 
-func (p *primary) scheduleRestart(id int, s *slot) {
+// failedAtStart records that slot id's worker exited with ExitStartFailed
+// before any worker of this primary was ever ready. Once every slot has,
+// the program cannot start at all: the primary logs why once, stops, and
+// Run returns an error wrapping ErrStartFailed. It reports whether the
+// primary is stopping.
+func (p *primary) failedAtStart(id int) bool {
+	p.startFailed[id] = true
+	for i := 1; i <= p.want; i++ {
+		if !p.startFailed[i] {
+			return false
+		}
+	}
+	p.startErr = fmt.Errorf("%w: every worker (%d) exited with code %d (ExitStartFailed) before any was ready; see the workers' log lines above for why",
+		ErrStartFailed, p.want, ExitStartFailed)
+	p.log.Error("workers failed at start; the primary is stopping", "workers", p.want, "code", ExitStartFailed,
+		"reason", "every worker exited with the failed-at-start code before any was ready")
+	p.shutdown("every worker failed at start")
+	return true
+}
+
+// scheduleRestart starts slot id again after d (at once when d is 0).
+func (p *primary) scheduleRestart(id int, s *slot, d time.Duration) {
 	if p.shutting || s.waiting {
 		return
 	}
 	s.restarts++
-	d := p.opts.Backoff.delay(s.streak)
 	if d == 0 {
 		p.log.Info("forking a replacement", "worker", id)
 		p.startWorker(id)
@@ -519,11 +581,11 @@ func (p *primary) scheduleRestart(id int, s *slot) {
 	}
 	s.waiting = true
 	msg := "worker keeps dying soon after start; backing off"
-	if s.streak == 1 {
+	if s.streak <= 1 {
 		msg = "worker died soon after start; restarting after a short delay"
 	}
 	p.log.Warn(msg, "worker", id, "early_deaths", s.streak, "next_try_in", d.String())
-	time.AfterFunc(d, func() { p.send(evStart{id}) })
+	p.afterFunc(d, func() { p.send(evStart{id}) })
 }
 
 // stop drains pr on purpose: it will not be restarted.
