@@ -215,6 +215,7 @@ func runPrimary(ctx context.Context, opts Options) error {
 		"pid", os.Getpid(), "cpus", runtime.NumCPU(), "usable_cpus", runtime.GOMAXPROCS(0),
 		"workers", p.want, "gomaxprocs_per_worker", p.workerProcs())
 	p.log.Info("listening", "addr", p.ln.Addr().String())
+	logFDLimit(p.log)
 	if opts.ControlSocket != "" && p.ctl != nil {
 		p.log.Info("control socket", "path", opts.ControlSocket)
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -60,5 +61,29 @@ func TestRepeatsSummariseALongRunPeriodically(t *testing.T) {
 	}
 	if n := strings.Count(out.String(), "worker log line repeated"); n < 3 {
 		t.Errorf("a run of 20 s was summarised %d times, want one every %v:\n%s", n, repeatEvery, out.String())
+	}
+}
+
+// The primary says at start how many descriptors each worker may open, and
+// warns when that is too few for a server. (A test of the logging itself.)
+func TestDescriptorLimitIsLoggedAndALowOneWarned(t *testing.T) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	logFDLimit(slog.New(slog.NewTextHandler(&out, nil)))
+	if !strings.Contains(out.String(), fmt.Sprintf("limit=%d", rl.Cur)) {
+		t.Errorf("the log does not give this process's limit %d: %s", rl.Cur, out.String())
+	}
+	for _, c := range []struct {
+		n    uint64
+		warn bool
+	}{{1024, true}, {LowFDLimit - 1, true}, {LowFDLimit, false}, {1 << 20, false}} {
+		out.Reset()
+		logFDLimitValue(slog.New(slog.NewTextHandler(&out, nil)), c.n)
+		if got := strings.Contains(out.String(), "level=WARN"); got != c.warn {
+			t.Errorf("limit %d: warned=%v, want %v: %s", c.n, got, c.warn, out.String())
+		}
 	}
 }

@@ -405,7 +405,7 @@ func (b *blockedHandle) kill() error { close(b.killed); return nil }
 type ignoreIPC struct{}
 
 func (ignoreIPC) HandleRequest(context.Context, string, []byte) (any, error) { return nil, nil }
-func (ignoreIPC) HandleNotify(string, []byte)                               {}
+func (ignoreIPC) HandleNotify(string, []byte)                                {}
 
 func TestDrainOfAWorkerThatDoesNotReadDoesNotBlockTheLoop(t *testing.T) {
 	h := newHarness(t, 3)
