@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -186,13 +187,23 @@ func runPrimary(ctx context.Context, opts Options) error {
 			return err
 		}
 		p.ln = ln
-		if opts.ControlSocket == ControlSocketAuto {
+		auto := opts.ControlSocket == ControlSocketAuto
+		if auto {
 			opts.ControlSocket = ControlSocketPath(ln.Addr().(*net.TCPAddr).Port)
 		}
 		if opts.ControlSocket != "" {
-			if p.ctl, err = listenControl(opts.ControlSocket); err != nil {
-				ln.Close()
-				return err
+			var err error
+			if auto {
+				err = privateDir(filepath.Dir(opts.ControlSocket))
+			}
+			if err == nil {
+				p.ctl, err = listenControl(opts.ControlSocket)
+			}
+			if err != nil {
+				// Serving matters more than being controllable: signals
+				// still work.
+				p.log.Warn("no control socket: herd status, reload, scale, upgrade and stop cannot reach this primary (signals still work)",
+					"path", opts.ControlSocket, "err", err)
 			}
 		}
 	}
@@ -205,9 +216,11 @@ func runPrimary(ctx context.Context, opts Options) error {
 	var ctlWG sync.WaitGroup
 	if p.ctl != nil {
 		if p.ctlF, err = listen.Passable(p.ctl); err != nil {
-			return fmt.Errorf("cluster: %w", err)
+			// Controllable now, but a binary upgrade will not hand it on.
+			p.log.Warn("the control socket cannot be handed to a new primary on upgrade", "path", opts.ControlSocket, "err", err)
+		} else {
+			defer p.ctlF.Close()
 		}
-		defer p.ctlF.Close()
 		go p.serveControl(p.ctl, &ctlWG)
 	}
 
