@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -36,8 +37,11 @@ func runTestWorker() int {
 	mode := os.Getenv("CLUSTER_TEST_WORKER")
 	err := cluster.Run(context.Background(), cluster.Options{}, func(ctx context.Context, w *cluster.Worker) error {
 		switch mode {
-		case "failstart":
+		case "failstart", "crashstart":
 			return errors.New("cannot start: configuration is broken")
+		case "durationlog":
+			w.Logger().Info("test figures", "timeout", 2*time.Second, "requests", 123456789)
+			return w.Serve(ctx, http.NotFoundHandler())
 		case "heaplog":
 			go logHeld(ctx, w)
 			fallthrough
@@ -60,7 +64,10 @@ func runTestWorker() int {
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		return cluster.ExitStartFailed
+		if errors.Is(err, cluster.ErrStartFailed) && mode != "crashstart" {
+			return cluster.ExitStartFailed
+		}
+		return 1
 	}
 	return 0
 }
@@ -133,11 +140,12 @@ func startPrimary(t *testing.T, opts cluster.Options, workerMode string) (*logBu
 	opts.ShutdownTimeout = 5 * time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	errC := make(chan error, 1)
-	go func() { errC <- cluster.Run(ctx, opts, nil) }()
+	done := make(chan struct{})
+	go func() { errC <- cluster.Run(ctx, opts, nil); close(done) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-errC:
+		case <-done:
 		case <-time.After(20 * time.Second):
 			t.Error("primary did not stop within 20s of its context ending")
 		}
@@ -161,7 +169,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 
 func TestWorkerThatFailsAtStartIsRestartedWithBackoff(t *testing.T) {
 	min := 50 * time.Millisecond
-	logs, _ := startPrimary(t, cluster.Options{Workers: 1, Backoff: cluster.Backoff{Min: min, Max: 400 * time.Millisecond}}, "failstart")
+	logs, _ := startPrimary(t, cluster.Options{Workers: 1, Backoff: cluster.Backoff{Min: min, Max: 400 * time.Millisecond}}, "crashstart")
 	waitFor(t, 30*time.Second, "six starts", func() bool { return len(logs.records("worker started")) >= 6 })
 
 	starts := logs.records("worker started")
@@ -182,8 +190,8 @@ func TestWorkerThatFailsAtStartIsRestartedWithBackoff(t *testing.T) {
 		}
 	}
 	died := logs.records("worker died")
-	if len(died) == 0 || died[0]["code"] != float64(cluster.ExitStartFailed) {
-		t.Errorf("the log does not report the exit code %d of the failed start: %v", cluster.ExitStartFailed, died)
+	if len(died) == 0 || died[0]["code"] != float64(1) {
+		t.Errorf("the log does not report the exit code 1 of the crash: %v", died)
 	}
 	if n := len(logs.records("worker died soon after start; restarting after a short delay")) +
 		len(logs.records("worker keeps dying soon after start; backing off")); n < 5 {
@@ -324,4 +332,49 @@ func TestIdleWorkerReturnsTheMemoryOfABurst(t *testing.T) {
 func scan(s, format string, into ...any) bool {
 	_, err := fmt.Sscanf(s, format, into...)
 	return err == nil
+}
+
+// A program whose workers cannot start at all (their Run returns before
+// ready, and they exit with ExitStartFailed) stops its fresh primary,
+// which returns ErrStartFailed, rather than restarting them for ever.
+func TestWorkersThatCannotStartStopAFreshPrimary(t *testing.T) {
+	logs, errC := startPrimary(t, cluster.Options{Workers: 2}, "failstart")
+	var err error
+	select {
+	case err = <-errC:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the primary did not stop within 60s although every worker failed at start")
+	}
+	if !errors.Is(err, cluster.ErrStartFailed) {
+		t.Fatalf("Run returned %v, want ErrStartFailed", err)
+	}
+	died := logs.records("worker died")
+	if len(died) < 2 || died[0]["code"] != float64(cluster.ExitStartFailed) {
+		t.Errorf("want both workers' deaths logged with code %d: %v", cluster.ExitStartFailed, died)
+	}
+	if n := len(logs.records("workers failed at start; the primary is stopping")); n != 1 {
+		t.Errorf("the reason was logged %d times, want once", n)
+	}
+	if out := logs.records("worker output"); len(out) == 0 || !strings.Contains(fmt.Sprint(out[0]["line"]), "configuration is broken") {
+		t.Errorf("the workers' own reason is not in the log: %v", out)
+	}
+}
+
+// Durations and large numbers a worker logs reach the primary's log as
+// written: "2s", not 2e+09; 123456789, not 1.23456789e+08.
+func TestRelayedWorkerLogsKeepDurationsAndNumbers(t *testing.T) {
+	logs, _ := startPrimary(t, cluster.Options{Workers: 1}, "durationlog")
+	waitFor(t, 30*time.Second, "the worker's log line", func() bool { return len(logs.records("test figures")) > 0 })
+	logs.mu.Lock()
+	raw := logs.buf.String()
+	logs.mu.Unlock()
+	var line string
+	for _, l := range strings.Split(raw, "\n") {
+		if strings.Contains(l, `"test figures"`) {
+			line = l
+		}
+	}
+	if !strings.Contains(line, `"timeout":"2s"`) || !strings.Contains(line, `"requests":123456789`) {
+		t.Errorf("relayed line %s\nwant \"timeout\":\"2s\" and \"requests\":123456789", line)
+	}
 }

@@ -36,10 +36,47 @@ type ControlReply struct {
 // ErrNoControl means no primary answers on the control socket.
 var ErrNoControl = errors.New("cluster: no herd primary is running there")
 
+// ControlSocketDir is the private directory of the default control
+// sockets: $XDG_RUNTIME_DIR/herd when XDG_RUNTIME_DIR is set (an absolute
+// path), else herd-UID in the temporary directory ($TMPDIR, else /tmp).
+// The primary creates it with mode 0700 and refuses to use one that is not
+// a directory of this user's, or that others may enter (as tmux does), so
+// no other local user can take the socket's name first.
+func ControlSocketDir() string {
+	if d := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(d) {
+		return filepath.Join(d, "herd")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("herd-%d", os.Getuid()))
+}
+
 // ControlSocketPath is the default control socket of the primary serving
-// port: in the temporary directory, named after the port.
+// port: herd-PORT.sock in ControlSocketDir. The commands (herd status and
+// the others) compute the same path.
 func ControlSocketPath(port int) string {
-	return filepath.Join(os.TempDir(), fmt.Sprintf("herd-%d.sock", port))
+	return filepath.Join(ControlSocketDir(), fmt.Sprintf("herd-%d.sock", port))
+}
+
+// privateDir creates dir (mode 0700) if it is missing, and checks that it
+// is a real directory (not a symbolic link) owned by this user with no
+// permission for group or others.
+func privateDir(dir string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("cluster: control socket directory: %w", err)
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("cluster: control socket directory: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.IsDir():
+		return fmt.Errorf("cluster: control socket directory %s is not a directory (%s)", dir, fi.Mode().Type())
+	case ok && int(st.Uid) != os.Getuid():
+		return fmt.Errorf("cluster: control socket directory %s belongs to uid %d, not this user (%d)", dir, st.Uid, os.Getuid())
+	case fi.Mode().Perm()&0o077 != 0:
+		return fmt.Errorf("cluster: control socket directory %s has mode %04o: others may enter it; want 0700", dir, fi.Mode().Perm())
+	}
+	return nil
 }
 
 // Control sends req to the primary listening on the control socket at path

@@ -109,8 +109,12 @@ type Options struct {
 	// ControlSocket, if set, is the path of a Unix socket (mode 0600) on
 	// which the primary takes commands: status, reload, upgrade, scale,
 	// stop (see Control). ControlSocketAuto derives the path from the port
-	// actually listened on (ControlSocketPath). A stale socket file left by
-	// a dead primary is replaced; a live one is an error.
+	// actually listened on (ControlSocketPath, in the private directory
+	// ControlSocketDir, created 0700 and checked). A stale socket file left
+	// by a dead primary is replaced. A control socket that cannot be opened
+	// (a live primary on it, a directory someone else owns, no temporary
+	// directory at all) is one warning in the log: the primary serves
+	// without it. The socket is removed when the primary exits.
 	ControlSocket string
 
 	// OnHandover, if set, runs in the primary once a binary upgrade has

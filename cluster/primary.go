@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -32,7 +33,10 @@ const (
 // os/exec and the IPC connection; tests use fakes.
 type handle interface {
 	// drain asks the worker to stop accepting and finish in-flight requests
-	// within timeout. It does not block on the worker.
+	// within timeout. It must not block on the worker: the real handle
+	// writes from its own goroutine and reports a failed write as an
+	// evDrainFailed event. An error returned here means the request could
+	// not even be queued.
 	drain(timeout time.Duration) error
 	// kill ends the worker at once (SIGKILL).
 	kill() error
@@ -55,7 +59,12 @@ type (
 		code   int    // exit code, -1 when killed by a signal
 		signal string // the signal's name, when killed by one
 	}
-	evStart  struct{ id int } // a backoff delay ended
+	evStart struct{ id int } // a backoff delay ended
+	// evDrainFailed: the drain request could not be written to the worker.
+	evDrainFailed struct {
+		pid int
+		err error
+	}
 	evSignal struct{ sig os.Signal }
 	evFunc   func() // runs in the loop: queries and commands
 )
@@ -115,6 +124,10 @@ type primary struct {
 	onAllReady     []func()     // run once, the first time every worker is ready
 	rssLimitWarned bool         // said once that Recycle.MaxRSS is below a new worker's RSS
 	rnd            func(n uint64) uint64
+	afterFunc      func(d time.Duration, f func()) // time.AfterFunc; tests fake the clock
+	everReady      bool                            // some worker of this primary has been ready
+	startFailed    map[int]bool                    // slots whose worker exited with ExitStartFailed before any was ever ready
+	startErr       error                           // why the primary stopped: every slot failed at start
 }
 
 func newPrimary(opts Options, spawn spawner) *primary {
@@ -129,6 +142,10 @@ func newPrimary(opts Options, spawn spawner) *primary {
 		procs:  make(map[int]*proc),
 		slots:  make(map[int]*slot),
 		rnd:    func(n uint64) uint64 { return rand.Uint64N(n) },
+		afterFunc: func(d time.Duration, f func()) {
+			time.AfterFunc(d, f)
+		},
+		startFailed: make(map[int]bool),
 	}
 }
 
@@ -170,13 +187,23 @@ func runPrimary(ctx context.Context, opts Options) error {
 			return err
 		}
 		p.ln = ln
-		if opts.ControlSocket == ControlSocketAuto {
+		auto := opts.ControlSocket == ControlSocketAuto
+		if auto {
 			opts.ControlSocket = ControlSocketPath(ln.Addr().(*net.TCPAddr).Port)
 		}
 		if opts.ControlSocket != "" {
-			if p.ctl, err = listenControl(opts.ControlSocket); err != nil {
-				ln.Close()
-				return err
+			var err error
+			if auto {
+				err = privateDir(filepath.Dir(opts.ControlSocket))
+			}
+			if err == nil {
+				p.ctl, err = listenControl(opts.ControlSocket)
+			}
+			if err != nil {
+				// Serving matters more than being controllable: signals
+				// still work.
+				p.log.Warn("no control socket: herd status, reload, scale, upgrade and stop cannot reach this primary (signals still work)",
+					"path", opts.ControlSocket, "err", err)
 			}
 		}
 	}
@@ -189,9 +216,11 @@ func runPrimary(ctx context.Context, opts Options) error {
 	var ctlWG sync.WaitGroup
 	if p.ctl != nil {
 		if p.ctlF, err = listen.Passable(p.ctl); err != nil {
-			return fmt.Errorf("cluster: %w", err)
+			// Controllable now, but a binary upgrade will not hand it on.
+			p.log.Warn("the control socket cannot be handed to a new primary on upgrade", "path", opts.ControlSocket, "err", err)
+		} else {
+			defer p.ctlF.Close()
 		}
-		defer p.ctlF.Close()
 		go p.serveControl(p.ctl, &ctlWG)
 	}
 
@@ -199,6 +228,7 @@ func runPrimary(ctx context.Context, opts Options) error {
 		"pid", os.Getpid(), "cpus", runtime.NumCPU(), "usable_cpus", runtime.GOMAXPROCS(0),
 		"workers", p.want, "gomaxprocs_per_worker", p.workerProcs())
 	p.log.Info("listening", "addr", p.ln.Addr().String())
+	logFDLimit(p.log)
 	if opts.ControlSocket != "" && p.ctl != nil {
 		p.log.Info("control socket", "path", opts.ControlSocket)
 	}
@@ -303,9 +333,9 @@ func (p *primary) loop(ctx context.Context) error {
 		if p.shutting && len(p.procs) == 0 {
 			p.log.Info("all workers stopped; primary exiting")
 			for _, w := range p.stopWaiters {
-				w <- nil
+				w <- p.startErr
 			}
-			return nil
+			return p.startErr
 		}
 		select {
 		case <-ctxDone:
@@ -343,6 +373,11 @@ func (p *primary) handle(e any) {
 		}
 		if !p.shutting && e.id <= p.want && p.live(e.id) == nil {
 			p.startWorker(e.id)
+		}
+	case evDrainFailed:
+		if pr := p.procs[e.pid]; pr != nil {
+			p.log.Warn("cannot reach worker to drain it; killing it", "worker", pr.id, "pid", pr.pid, "err", e.err)
+			_ = pr.h.kill()
 		}
 	case evSignal:
 		p.onSignal(e.sig)
@@ -399,7 +434,9 @@ func (p *primary) startWorker(id int) *proc {
 	pid, h, err := p.spawn(p, id)
 	if err != nil {
 		p.log.Error("cannot start worker", "worker", id, "err", err)
-		p.scheduleRestart(id, p.slot(id))
+		s := p.slot(id)
+		s.streak++
+		p.scheduleRestart(id, s, p.opts.Backoff.delay(s.streak))
 		return nil
 	}
 	now := p.now()
@@ -420,6 +457,7 @@ func (p *primary) onReady(pid int) {
 	}
 	pr.state = StateReady
 	pr.readyAt = p.now()
+	p.everReady = true
 	pr.lastBeat = pr.readyAt
 	p.log.Info("worker listening", "worker", pr.id, "pid", pid, "addr", p.addr())
 	if pr.replaces != 0 {
@@ -497,21 +535,59 @@ func (p *primary) onExit(e evExited) {
 	if pr.id > p.want || p.live(pr.id) != nil {
 		return // scaled away, or already replaced
 	}
-	s := p.slot(pr.id)
-	if pr.readyAt.IsZero() || p.now().Sub(pr.readyAt) < p.opts.Backoff.StableAfter {
-		s.streak++
-	} else {
-		s.streak = 0
+	if e.code == ExitStartFailed && !p.everReady && p.failedAtStart(pr.id) {
+		return
 	}
-	p.scheduleRestart(pr.id, s)
+	s := p.slot(pr.id)
+	stable := !pr.readyAt.IsZero() && p.now().Sub(pr.readyAt) >= p.opts.Backoff.StableAfter
+	outside := e.signal != "" && pr.killReason == "" // killed, and not by this primary
+	switch {
+	case stable:
+		s.streak = 0
+		p.scheduleRestart(pr.id, s, 0)
+	case outside && !pr.readyAt.IsZero():
+		// A serving worker killed from outside (the OOM killer, an
+		// operator, a chaos tool) did nothing wrong: replace it at once,
+		// and leave the streak of the slot's own failures as it was.
+		p.scheduleRestart(pr.id, s, 0)
+	case outside:
+		// Killed while starting: at most the shortest delay, so that a
+		// storm of kills can never leave every slot backing off for long.
+		p.scheduleRestart(pr.id, s, p.opts.Backoff.Min)
+	default:
+		// Its own failure: an exit before ready, an exit code soon after,
+		// or killed by this primary for hanging.
+		s.streak++
+		p.scheduleRestart(pr.id, s, p.opts.Backoff.delay(s.streak))
+	}
 }
 
-func (p *primary) scheduleRestart(id int, s *slot) {
+// failedAtStart records that slot id's worker exited with ExitStartFailed
+// before any worker of this primary was ever ready. Once every slot has,
+// the program cannot start at all: the primary logs why once, stops, and
+// Run returns an error wrapping ErrStartFailed. It reports whether the
+// primary is stopping.
+func (p *primary) failedAtStart(id int) bool {
+	p.startFailed[id] = true
+	for i := 1; i <= p.want; i++ {
+		if !p.startFailed[i] {
+			return false
+		}
+	}
+	p.startErr = fmt.Errorf("%w: every worker (%d) exited with code %d (ExitStartFailed) before any was ready; see the workers' log lines above for why",
+		ErrStartFailed, p.want, ExitStartFailed)
+	p.log.Error("workers failed at start; the primary is stopping", "workers", p.want, "code", ExitStartFailed,
+		"reason", "every worker exited with the failed-at-start code before any was ready")
+	p.shutdown("every worker failed at start")
+	return true
+}
+
+// scheduleRestart starts slot id again after d (at once when d is 0).
+func (p *primary) scheduleRestart(id int, s *slot, d time.Duration) {
 	if p.shutting || s.waiting {
 		return
 	}
 	s.restarts++
-	d := p.opts.Backoff.delay(s.streak)
 	if d == 0 {
 		p.log.Info("forking a replacement", "worker", id)
 		p.startWorker(id)
@@ -519,11 +595,11 @@ func (p *primary) scheduleRestart(id int, s *slot) {
 	}
 	s.waiting = true
 	msg := "worker keeps dying soon after start; backing off"
-	if s.streak == 1 {
+	if s.streak <= 1 {
 		msg = "worker died soon after start; restarting after a short delay"
 	}
 	p.log.Warn(msg, "worker", id, "early_deaths", s.streak, "next_try_in", d.String())
-	time.AfterFunc(d, func() { p.send(evStart{id}) })
+	p.afterFunc(d, func() { p.send(evStart{id}) })
 }
 
 // stop drains pr on purpose: it will not be restarted.

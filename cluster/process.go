@@ -2,13 +2,16 @@ package cluster
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,10 +25,22 @@ import (
 type procHandle struct {
 	cmd  *exec.Cmd
 	conn *ipc.Conn
+	// failed reports a write to the worker that did not go through; it
+	// sends an event into the loop, so it must not be called from the loop.
+	failed func(err error)
 }
 
+// drain writes the drain request from a goroutine of its own: a stopped
+// worker with a full socket buffer holds that goroutine for up to
+// ipc.WriteTimeout, never the supervisor loop. A failed write comes back
+// to the loop as evDrainFailed.
 func (h *procHandle) drain(timeout time.Duration) error {
-	return h.conn.Notify(msgDrain, drainMsg{TimeoutMS: timeout.Milliseconds()})
+	go func() {
+		if err := h.conn.Notify(msgDrain, drainMsg{TimeoutMS: timeout.Milliseconds()}); err != nil {
+			h.failed(err)
+		}
+	}()
+	return nil
 }
 
 func (h *procHandle) kill() error { return h.cmd.Process.Kill() }
@@ -100,7 +115,7 @@ func spawnProcess(p *primary, id int) (int, handle, error) {
 		}
 		p.send(ev)
 	}()
-	return pid, &procHandle{cmd: cmd, conn: conn}, nil
+	return pid, &procHandle{cmd: cmd, conn: conn, failed: func(err error) { p.send(evDrainFailed{pid, err}) }}, nil
 }
 
 // workerEnv is the primary's environment without its own cluster and
@@ -120,33 +135,124 @@ func workerEnv(base, extra []string, id, procs int) []string {
 }
 
 // relayLogs re-emits a worker's stderr through the primary's logger: JSON
-// log lines at their own level with worker and pid attached, anything else
-// (a panic's stack trace) line by line as "worker output".
-func relayLogs(log *slog.Logger, id, pid int, r *os.File) {
+// log lines at their own level with worker and pid attached (numbers kept
+// as written: 123456789, not 1.23456789e+08), anything else (a panic's
+// stack trace, net/http's own log) line by line as "worker output".
+// Repeated lines are rate-limited (see repeats).
+func relayLogs(log *slog.Logger, id, pid int, r io.ReadCloser) {
 	defer r.Close()
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	rep := repeats{log: log, id: id, pid: pid, now: time.Now}
 	for sc.Scan() {
 		line := sc.Bytes()
 		var rec map[string]any
-		if len(line) > 0 && line[0] == '{' && json.Unmarshal(line, &rec) == nil {
+		if len(line) > 0 && line[0] == '{' && decodeJSON(line, &rec) == nil {
 			if msg, ok := rec["msg"].(string); ok {
 				level := slog.LevelInfo
 				if s, ok := rec["level"].(string); ok {
 					_ = level.UnmarshalText([]byte(s))
 				}
-				attrs := []any{"worker", id, "pid", pid}
-				for k, v := range rec {
+				keys := make([]string, 0, len(rec))
+				for k := range rec {
 					if k != "msg" && k != "level" && k != "time" {
-						attrs = append(attrs, k, v)
+						keys = append(keys, k)
 					}
+				}
+				sort.Strings(keys)
+				attrs := []any{"worker", id, "pid", pid}
+				for _, k := range keys {
+					attrs = append(attrs, k, rec[k])
+				}
+				key := fmt.Sprint(level, msg, attrs)
+				if rep.seen(key, level, msg) {
+					continue
 				}
 				log.Log(context.Background(), level, msg, attrs...)
 				continue
 			}
 		}
-		log.Warn("worker output", "worker", id, "pid", pid, "line", string(line))
+		text := string(line)
+		if rep.seen(rawKey(text), slog.LevelWarn, text) {
+			continue
+		}
+		log.Warn("worker output", "worker", id, "pid", pid, "line", text)
 	}
+	rep.flush()
+}
+
+func decodeJSON(b []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	return d.Decode(v)
+}
+
+// repeatEvery is how often a run of identical lines from one worker is
+// summarised while it lasts.
+const repeatEvery = 5 * time.Second
+
+// repeats rate-limits a worker's identical log lines (net/http's
+// "accept4: too many open files" comes hundreds of times a second): the
+// first line of a run is relayed, the rest are counted, and the count is
+// logged as "worker log line repeated" (repeated=N) when a different line
+// comes, every repeatEvery while the run lasts, and at the end.
+type repeats struct {
+	log      *slog.Logger
+	id, pid  int
+	now      func() time.Time
+	key      string
+	level    slog.Level
+	msg      string
+	n        int       // lines counted and not relayed since since
+	since    time.Time // when the summary period began
+	havePrev bool
+}
+
+// seen reports whether the line with key is a repeat to count rather than
+// relay; it logs a pending summary first when the run ends or is due.
+func (r *repeats) seen(key string, level slog.Level, msg string) bool {
+	now := r.now()
+	if r.havePrev && key == r.key {
+		r.n++
+		if now.Sub(r.since) >= repeatEvery {
+			r.flush()
+			r.since = now
+		}
+		return true
+	}
+	r.flush()
+	r.key, r.level, r.msg, r.since, r.havePrev = key, level, msg, now, true
+	return false
+}
+
+func (r *repeats) flush() {
+	if r.n == 0 {
+		return
+	}
+	r.log.Log(context.Background(), r.level, "worker log line repeated",
+		"worker", r.id, "pid", r.pid, "repeated", r.n, "line", r.msg)
+	r.n = 0
+}
+
+// rawKey is what makes two plain-text lines "the same": the line without
+// the standard log package's date and time and with every run of digits
+// alike, so that "2026/12/01 20:00:00 http: Accept error: accept4: too
+// many open files; retrying in 5ms" repeats whatever its time and delay.
+func rawKey(line string) string {
+	var b strings.Builder
+	digits := false
+	for _, c := range line {
+		if c >= '0' && c <= '9' {
+			if !digits {
+				b.WriteByte('#')
+			}
+			digits = true
+			continue
+		}
+		digits = false
+		b.WriteRune(c)
+	}
+	return b.String()
 }
 
 // primaryIPC handles what one worker sends the primary.

@@ -13,10 +13,22 @@ const EnvWorkerID = "HERD_WORKER_ID"
 
 // Exit codes with a meaning to the primary.
 const (
-	// ExitStartFailed is what a worker should exit with when it cannot
-	// start at all (bad configuration, missing dependency), so that the
-	// primary's "worker died" line says why. Like any worker that dies
-	// soon after its start, it is restarted with backoff, not at once.
+	// ExitStartFailed is what a process should exit with when it cannot
+	// start at all (bad configuration, a missing file or dependency), as
+	// gunicorn's boot-error code: a worker whose Run returned an error
+	// wrapping ErrStartFailed, and a primary whose Run did.
+	//
+	// What the primary does with a worker that exits with it:
+	//   - on a fresh start, before any worker was ever ready: once every
+	//     worker slot has exited with it, the primary logs
+	//     "workers failed at start" once, stops, and Run returns an error
+	//     wrapping ErrStartFailed (so a service manager is not made to
+	//     restart a program that cannot start). Until then such a worker
+	//     is restarted with backoff like any other early death;
+	//   - once some worker has been ready (it started before, so the cause
+	//     may pass: a database restarting): restarted with backoff;
+	//   - a replacement during a reload or recycle: the reload fails and
+	//     the old workers keep serving.
 	ExitStartFailed = 3
 )
 
@@ -24,6 +36,11 @@ var (
 	// ErrNoPrimary means this process was marked as a worker but no primary
 	// started it (for example HERD_WORKER_ID set by hand).
 	ErrNoPrimary = errors.New("cluster: " + EnvWorkerID + " is set but this process was not started by a herd primary")
+	// ErrStartFailed wraps the error Run returns when the program could
+	// not start: in a worker, fn returned an error before the worker was
+	// ready (before Serve or Ready); in a primary, every worker exited with
+	// ExitStartFailed before any was ready. Exit with ExitStartFailed.
+	ErrStartFailed = errors.New("cluster: failed at start")
 	// ErrClosed is returned by Worker.Call when the primary has gone away.
 	ErrClosed = errors.New("cluster: connection to the primary closed")
 )

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -283,7 +284,7 @@ func runWorker(ctx context.Context, id int, opts Options, fn func(context.Contex
 	// SIGTERM sent to this worker alone drains it; the primary replaces it.
 	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2)
 
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	log := newWorkerLogger(os.Stderr)
 	w := &Worker{ID: id, ln: ln, log: log, opts: opts, readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout}
 	wctx, drain := context.WithCancel(ctx)
 	defer drain()
@@ -316,9 +317,31 @@ func runWorker(ctx context.Context, id int, opts Options, fn func(context.Contex
 	go releaseWhenIdle(wctx, w.requests.Load)
 
 	err = fn(wctx, w)
+	drain() // our own end: not "primary went away"
 	w.conn.Close()
 	<-w.conn.Done()
+	select {
+	case <-w.readyC:
+	default:
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrStartFailed, err)
+		}
+	}
 	return err
+}
+
+// newWorkerLogger writes a worker's JSON log lines for the primary to
+// relay. Durations are written as text ("2s"): as JSON numbers of
+// nanoseconds they would reach the primary's log as 2e+09.
+func newWorkerLogger(out io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Value.Kind() == slog.KindDuration {
+				return slog.String(a.Key, a.Value.Duration().String())
+			}
+			return a
+		},
+	}))
 }
 
 func (w *Worker) heartbeats(ctx context.Context) {

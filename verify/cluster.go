@@ -82,6 +82,8 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 	// It runs on its flags and defaults alone, whatever the caller's
 	// environment says.
 	cmd.Env = herdenv.Clean(os.Environ())
+	// Its control socket goes in dir too, removed with it even after a kill.
+	cmd.Env = append(cmd.Env, "XDG_RUNTIME_DIR="+dir)
 	cmd.SysProcAttr = sysProcAttr()
 	// An *os.File, so that Wait does not wait for the workers, which
 	// inherit it as their stdout, to close it too.

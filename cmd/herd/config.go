@@ -38,7 +38,7 @@ var serveSettings = []setting{
 	{flag: "max-memory", env: "MAX_MEMORY", def: "", usage: "recycle a worker whose RSS exceeds this size, e.g. 512MB (empty: never)"},
 	{flag: "worker-gomaxprocs", env: "WORKER_GOMAXPROCS", def: "", usage: "GOMAXPROCS of each worker (default: usable cores / workers, at least 1)"},
 	{flag: "pid-file", env: "PID_FILE", def: "", usage: "write the live primary's pid here (follows binary upgrades)"},
-	{flag: "control-socket", env: "CONTROL_SOCKET", def: "", usage: "control socket path (default: herd-PORT.sock in the temp dir)"},
+	{flag: "control-socket", env: "CONTROL_SOCKET", def: "", usage: "control socket path (default: herd-PORT.sock in $XDG_RUNTIME_DIR/herd, else in herd-UID in the temp dir)"},
 }
 
 // Cluster modes.

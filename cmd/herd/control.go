@@ -17,7 +17,7 @@ import (
 
 // controlUsage describes the commands that talk to a running primary.
 var controlUsage = map[string]string{
-	"status":  "usage: herd status [--port 3000 | --control-socket PATH] [--json]\n\nPrints every worker of the running primary: id, pid, state, uptime, restarts, requests, memory.\n",
+	"status":  "usage: herd status [--port 3000 | --control-socket PATH] [--json] [--timeout 5s]\n\nPrints every worker of the running primary: id, pid, state, uptime, restarts, requests, memory.\nExits 1 if the primary does not answer within the timeout (stopped, wedged).\n",
 	"reload":  "usage: herd reload [--port 3000 | --control-socket PATH] [--timeout 10m]\n\nReplaces every worker one at a time, each new one ready before the old one drains (like SIGHUP),\nand waits until all are replaced. Exits 1 if a replacement failed (the old worker keeps serving).\n",
 	"upgrade": "usage: herd upgrade [--port 3000 | --control-socket PATH] [--timeout 10m]\n\nStarts a new primary from the executable on disk and hands it the sockets (like SIGUSR2);\nthe old primary drains once the new one's workers are ready. Exits 1 if the new one failed.\n",
 	"scale":   "usage: herd scale N [--port 3000 | --control-socket PATH] [--timeout 10m]\n\nRuns N workers (1 to 1024), waiting until they are ready and the retired ones have drained.\n",
@@ -33,7 +33,13 @@ func cmdControl(ctx context.Context, name string, args []string, stdout, stderr 
 	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
-	timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait for the command to complete")
+	// A query is answered at once by a healthy primary: waiting long only
+	// hides a stopped (SIGSTOP) or wedged one. Actions wait for workers.
+	defTimeout := 10 * time.Minute
+	if name == "status" {
+		defTimeout = queryTimeout
+	}
+	timeout := fs.Duration("timeout", defTimeout, "how long to wait for the command to complete")
 	// --port and --control-socket, from the same sources as serve's.
 	settings, rest, err := loadSettings(fs, pick("port", "control-socket"), args, osSources)
 	if err != nil {
@@ -73,6 +79,9 @@ func cmdControl(ctx context.Context, name string, args []string, stdout, stderr 
 	case errors.Is(err, cluster.ErrNoControl):
 		fmt.Fprintf(stderr, "herd %s: no herd primary is running (nothing answers on %s)\n", name, path)
 		return exitFail
+	case errors.Is(err, context.DeadlineExceeded) && name == "status":
+		fmt.Fprintf(stderr, "herd %s: the primary did not answer within %s (control socket %s): it is stopped (SIGSTOP), wedged or overloaded\n", name, *timeout, path)
+		return exitFail
 	case errors.Is(err, context.DeadlineExceeded):
 		fmt.Fprintf(stderr, "herd %s: no answer within %s; the command may still complete\n", name, *timeout)
 		return exitFail
@@ -97,6 +106,9 @@ func cmdControl(ctx context.Context, name string, args []string, stdout, stderr 
 	}
 	return exitOK
 }
+
+// queryTimeout is how long herd status waits for its answer by default.
+const queryTimeout = 5 * time.Second
 
 // controlSocketFor is the control socket serve listens on with these
 // settings: the control-socket setting if set (from any source, as serve

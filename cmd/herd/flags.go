@@ -10,6 +10,11 @@ const (
 	exitOK    = 0 // success
 	exitFail  = 1 // the command ran and something failed (a check, a request, no primary)
 	exitUsage = 2 // bad flags, arguments or configuration: nothing was started
+
+	// exitStartFailed: the server could not start at all (a worker's
+	// dependency failed before it was ready, in every worker); restarting
+	// it at once will not help. cluster.ExitStartFailed, as gunicorn's 3.
+	exitStartFailed = 3
 )
 
 // parseArgs parses args with fs, allowing flags before and after positional

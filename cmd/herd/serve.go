@@ -135,6 +135,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	case errors.Is(err, listen.ErrInUse):
 		fmt.Fprintln(stderr, portInUse(cfg, opts.Addr))
 		return exitUsage
+	case errors.Is(err, cluster.ErrStartFailed):
+		fmt.Fprintf(stderr, "herd: %v\n", err)
+		return exitStartFailed
 	default:
 		fmt.Fprintf(stderr, "herd: %v\n", err)
 		return exitFail

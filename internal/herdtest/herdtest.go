@@ -191,8 +191,27 @@ func Start(t testing.TB, opts Options, args ...string) *Proc {
 }
 
 // CleanEnv is this process's environment without herd's settings, so that
-// a developer's shell does not leak into tests.
-func CleanEnv() []string { return herdenv.Clean(os.Environ()) }
+// a developer's shell does not leak into tests, and with XDG_RUNTIME_DIR
+// set to a directory of this test binary's, so that the control sockets of
+// the primaries it starts (and kills) stay out of the shared temp dir.
+func CleanEnv() []string {
+	return append(herdenv.Clean(os.Environ()), "XDG_RUNTIME_DIR="+RuntimeDir())
+}
+
+var (
+	runtimeDirOnce sync.Once
+	runtimeDir     string
+)
+
+// RuntimeDir is the XDG_RUNTIME_DIR that CleanEnv sets: a private
+// directory made once per test binary.
+func RuntimeDir() string {
+	runtimeDirOnce.Do(func() {
+		// On failure "": herd then falls back to its temp-dir default.
+		runtimeDir, _ = os.MkdirTemp("", "herdtest-run-")
+	})
+	return runtimeDir
+}
 
 func (p *Proc) read(r io.ReadCloser) {
 	defer r.Close()
