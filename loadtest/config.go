@@ -125,11 +125,12 @@ type target struct {
 
 // kind is one entry of the mix, ready to send.
 type kind struct {
-	name string  // the path as given in the Mix ("/" without one)
-	uri  string  // the request-target sent
-	req  []byte  // the serialized request
-	cum  float64 // cumulative share: a draw u in [0,1) picks the first kind with u < cum
-	wt   float64 // the weight as given
+	name  string  // the path as given in the Mix ("/" without one)
+	uri   string  // the request-target sent
+	req   []byte  // the serialized request
+	cum   float64 // cumulative share: a draw u in [0,1) picks the first kind with u < cum
+	wt    float64 // the weight as given
+	share float64 // wt / Σwt
 }
 
 func invalid(format string, args ...any) error {
@@ -204,7 +205,7 @@ func prepare(c Config) (*target, error) {
 		return nil, err
 	}
 	if len(c.Mix) == 0 {
-		t.kinds = []kind{{name: u.RequestURI(), uri: u.RequestURI(), req: t.req, cum: 1, wt: 1}}
+		t.kinds = []kind{{name: u.RequestURI(), uri: u.RequestURI(), req: t.req, cum: 1, wt: 1, share: 1}}
 		return t, nil
 	}
 	if len(c.Mix) > MaxMixEntries {
@@ -235,7 +236,7 @@ func prepare(c Config) (*target, error) {
 			return nil, err
 		}
 		cum += e.Weight / total
-		t.kinds = append(t.kinds, kind{name: e.Path, uri: ku.RequestURI(), req: req, cum: cum, wt: e.Weight})
+		t.kinds = append(t.kinds, kind{name: e.Path, uri: ku.RequestURI(), req: req, cum: cum, wt: e.Weight, share: e.Weight / total})
 	}
 	t.kinds[len(t.kinds)-1].cum = 1 // no draw may fall past the last kind by rounding
 	return t, nil

@@ -183,12 +183,8 @@ func (r *Result) merge(t *target, workers []*worker, hists []*hdrhistogram.Histo
 	kinds := make([]KindResult, len(t.kinds))
 	kindErrs := make([][numKinds]int64, len(t.kinds))
 	for k := range kinds {
-		kinds[k] = KindResult{Path: t.kinds[k].name, URI: t.kinds[k].uri, Weight: t.kinds[k].wt, Status: map[int]int64{}, Duration: r.Duration}
-		if k == 0 {
-			kinds[k].Share = t.kinds[k].cum
-		} else {
-			kinds[k].Share = t.kinds[k].cum - t.kinds[k-1].cum
-		}
+		tk := &t.kinds[k]
+		kinds[k] = KindResult{Path: tk.name, URI: tk.uri, Weight: tk.wt, Share: tk.share, Status: map[int]int64{}, Duration: r.Duration}
 	}
 	for _, w := range workers {
 		for k := range w.stats {
