@@ -314,8 +314,8 @@ func (w *worker) exchange(start time.Time, k int) (response, errKind, error) {
 }
 
 // maxDialRetries bounds how often dial retries a connect that failed with
-// a timeout before its deadline.
-const maxDialRetries = 3
+// a timeout before its deadline (waiting 0, 2, 4, 6 and 8 ms).
+const maxDialRetries = 5
 
 // dial opens a connection. A connect that reports a timeout before its
 // deadline has passed is the client's own failure, not the server's: under
@@ -340,6 +340,9 @@ func (w *worker) dial(deadline time.Time) (errKind, error) {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() && w.r.ctx.Err() == nil && time.Now().Before(deadline) {
 			if try < maxDialRetries {
+				// Such failures come in short bursts: the first retry is
+				// immediate, the next ones a few milliseconds apart.
+				time.Sleep(time.Duration(try) * 2 * time.Millisecond)
 				continue
 			}
 			return kindClient, fmt.Errorf("%w (reported before the deadline: a failure of the client, not of the server)", err)
