@@ -471,3 +471,63 @@ func TestLoadtestCmdTerminalPerStream(t *testing.T) {
 		})
 	}
 }
+
+// clientTimeWait counts the IPv4 sockets of this network namespace in
+// TIME_WAIT towards port: the client side of closed connections to it.
+func clientTimeWait(t *testing.T, port string) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatalf("counting TIME_WAIT sockets: %v", err)
+	}
+	want, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[3] != "06" { // 06: TCP_TIME_WAIT
+			continue
+		}
+		_, hexPort, _ := strings.Cut(f[2], ":")
+		if p, err := strconv.ParseInt(hexPort, 16, 32); err == nil && int(p) == want {
+			n++
+		}
+	}
+	return n
+}
+
+// The real binary against a real herd: a new connection per request, at
+// -c 50 for seconds, fails nothing (earlier versions counted thousands of
+// their own failed connects as the server's) and leaves no TIME_WAIT on
+// the client side.
+func TestLoadtestCmdNoKeepAliveAgainstHerd(t *testing.T) {
+	p := herdtest.Start(t, herdtest.Options{}, "serve", "--workers", "2")
+	p.WaitReady(30 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	lt := exec.CommandContext(ctx, herdtest.Binary(t), "loadtest", p.URL+"/", "--no-keepalive", "-c", "50", "-d", "8s", "--json")
+	lt.Env = herdtest.CleanEnv()
+	var stderr bytes.Buffer
+	lt.Stderr = &stderr
+	out, err := lt.Output()
+	var doc struct {
+		Requests, Succeeded, Failed int64
+		Errors                      map[string]int64
+		Samples                     map[string]string `json:"error_samples"`
+	}
+	if jerr := json.Unmarshal(out, &doc); jerr != nil {
+		t.Fatalf("herd loadtest (%v): not one JSON document: %v\nstdout %s\nstderr %s", err, jerr, out, stderr.String())
+	}
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(p.URL, "http://"))
+	tw := clientTimeWait(t, port)
+	t.Logf("%d requests, errors %v %v; %d client-side sockets in TIME_WAIT", doc.Requests, doc.Errors, doc.Samples, tw)
+	if err != nil || doc.Failed != 0 || doc.Requests < 1000 {
+		t.Errorf("herd loadtest --no-keepalive: %v, %d of %d requests failed (%v %v); want exit 0, at least 1000 requests, none failed\nstderr %s",
+			err, doc.Failed, doc.Requests, doc.Errors, doc.Samples, stderr.String())
+	}
+	if tw > int(doc.Requests/1000)+2 {
+		t.Errorf("%d client-side sockets in TIME_WAIT after %d connections: the client closed first", tw, doc.Requests)
+	}
+}
