@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -124,5 +125,21 @@ func TestLoadtestServerCloseNoClientTimeWait(t *testing.T) {
 	client, _ := timeWait(t, port)
 	if res.Status[200] != 2000 || client > 2 {
 		t.Errorf("got status %v errors %+v, %d client-side TIME_WAIT; want 2000 200s and none", res.Status, res.Errors, client)
+	}
+}
+
+// Under TLS too, the client waits for the server's close (after its
+// close_notify) and keeps no TIME_WAIT.
+func TestLoadtestNoKeepAliveTLS(t *testing.T) {
+	s := &server{Server: httptest.NewUnstartedServer(http.HandlerFunc(hello))}
+	s.StartTLS()
+	t.Cleanup(s.Close)
+	port := serverPort(t, s)
+	res := run(t, Config{URL: s.URL, Requests: 200, Concurrency: 4, DisableKeepAlive: true,
+		TLS: s.Client().Transport.(*http.Transport).TLSClientConfig})
+	client, _ := timeWait(t, port)
+	t.Logf("200 requests in %v, latency %+v", res.Duration, res.Latency)
+	if res.Status[200] != 200 || res.Failed() != 0 || client > 2 {
+		t.Errorf("got status %v errors %+v %v, %d client-side TIME_WAIT; want 200 200s and none", res.Status, res.Errors, res.ErrorSamples, client)
 	}
 }

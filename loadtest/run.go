@@ -322,9 +322,9 @@ const maxDialRetries = 5
 // thousands of new connections a second (-c 50 on loopback, Go 1.26), Go's
 // dialer was seen to fail a connect within microseconds with "i/o
 // timeout", its deadline seconds away (2,400 times in a 20 s run against
-// herd serve; more under the race detector). No request was sent on it, so it is retried
-// at once, and counted as a client-side error only when every retry
-// fails so.
+// herd serve; more under the race detector). No request was sent on it,
+// so it is retried, and counted as a client-side error only when every
+// retry fails so.
 func (w *worker) dial(deadline time.Time) (errKind, error) {
 	d := net.Dialer{Deadline: deadline}
 	var conn net.Conn
