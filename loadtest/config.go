@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -71,7 +72,35 @@ type Config struct {
 	// TLS configures https:// targets. Nil means certificates are verified
 	// against the system roots. ALPN is always forced to http/1.1.
 	TLS *tls.Config
+
+	// Mix, when not empty, replaces URL's path with a weighted mix of
+	// request kinds: each request picks one entry with probability
+	// Weight / ΣWeight, and the Result reports every kind apart. Paths are
+	// resolved against URL as a browser resolves a link ("/api/1" from the
+	// host's root, "api/1" beside URL's path). At most MaxMixEntries
+	// entries, each path once. Method, Body and Header apply to every kind.
+	Mix []MixEntry
+
+	// Seed selects the sequence of kinds a Mix run sends: the i-th request
+	// of two runs with the same Mix and Seed is of the same kind, whatever
+	// the timing, so a count-bounded run sends exactly the same requests.
+	// Zero is a seed like any other (the default).
+	Seed uint64
 }
+
+// MixEntry is one kind of request in Config.Mix.
+type MixEntry struct {
+	// Path is resolved against Config.URL: "/x" from the host's root, "x"
+	// relative to URL's path, and it may carry a query ("/search?q=a").
+	Path string
+	// Weight is the entry's relative frequency, above 0. Integers (95 and
+	// 5) and percentages (95 and 5, summing to 100) read the same way.
+	Weight float64
+}
+
+// MaxMixEntries bounds Config.Mix: each kind keeps its own latency
+// histogram (about 200 KB).
+const MaxMixEntries = 16
 
 // Validate reports whether Run would accept c, with the error Run would
 // return (wrapping ErrInvalidConfig). It sends nothing.
@@ -86,9 +115,22 @@ type target struct {
 	cfg        Config
 	addr       string // host:port to dial
 	tls        *tls.Config
-	req        []byte // the serialized request, sent as is every time
+	req        []byte // the serialized request, sent as is every time (no Mix)
 	head       bool   // HEAD responses carry no body
 	idempotent bool   // safe to resend on a stale keep-alive connection
+
+	// kinds are the request kinds: one, req, without a Mix.
+	kinds []kind
+}
+
+// kind is one entry of the mix, ready to send.
+type kind struct {
+	name  string  // the path as given in the Mix ("/" without one)
+	uri   string  // the request-target sent
+	req   []byte  // the serialized request
+	cum   float64 // cumulative share: a draw u in [0,1) picks the first kind with u < cum
+	wt    float64 // the weight as given
+	share float64 // wt / Σwt
 }
 
 func invalid(format string, args ...any) error {
@@ -162,7 +204,114 @@ func prepare(c Config) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(c.Mix) == 0 {
+		t.kinds = []kind{{name: u.RequestURI(), uri: u.RequestURI(), req: t.req, cum: 1, wt: 1, share: 1}}
+		return t, nil
+	}
+	if len(c.Mix) > MaxMixEntries {
+		return nil, invalid("mix of %d entries: want at most %d", len(c.Mix), MaxMixEntries)
+	}
+	var total float64
+	seen := map[string]bool{}
+	for _, e := range c.Mix {
+		if !(e.Weight > 0) || math.IsInf(e.Weight, 0) {
+			return nil, invalid("mix entry %q: weight %v, want a number above 0", e.Path, e.Weight)
+		}
+		if seen[e.Path] {
+			return nil, invalid("mix path %q given twice: give each path one weight", e.Path)
+		}
+		seen[e.Path] = true
+		total += e.Weight
+	}
+	var cum float64
+	for _, e := range c.Mix {
+		ref, err := parseMixPath(e.Path)
+		if err != nil {
+			return nil, invalid("%v", err)
+		}
+		ku := u.ResolveReference(ref)
+		ku.User = u.User
+		req, err := buildRequest(c, ku)
+		if err != nil {
+			return nil, err
+		}
+		cum += e.Weight / total
+		t.kinds = append(t.kinds, kind{name: e.Path, uri: ku.RequestURI(), req: req, cum: cum, wt: e.Weight, share: e.Weight / total})
+	}
+	t.kinds[len(t.kinds)-1].cum = 1 // no draw may fall past the last kind by rounding
 	return t, nil
+}
+
+// parseMixPath parses the path of a mix entry: a reference relative to the
+// base URL, without a scheme or host of its own.
+func parseMixPath(p string) (*url.URL, error) {
+	if p == "" || strings.ContainsAny(p, " \t\r\n\x00") {
+		return nil, fmt.Errorf("mix path %q: want a path such as /api/1, without spaces", p)
+	}
+	ref, err := url.Parse(p)
+	if err != nil || ref.Scheme != "" || ref.Host != "" || ref.User != nil {
+		return nil, fmt.Errorf("mix path %q: want a path relative to the URL, such as /api/1, not a URL of its own", p)
+	}
+	return ref, nil
+}
+
+// ParseMix parses the --mix syntax: comma-separated WEIGHT:PATH entries,
+// such as "95:/,5:/api/300000000" or "95%:/,5%:/api/300000000". Weights
+// are whole numbers of 1 or more, or percentages (decimals allowed) that
+// sum to 100; one form throughout. A comma inside a path is written %2C.
+// The error is one line naming what is allowed.
+func ParseMix(s string) ([]MixEntry, error) {
+	const want = "want WEIGHT:PATH entries separated by commas, e.g. 95:/,5:/api/300000000"
+	if strings.TrimSpace(s) == "" {
+		return nil, errors.New("empty: " + want)
+	}
+	parts := strings.Split(s, ",")
+	if len(parts) > MaxMixEntries {
+		return nil, fmt.Errorf("%d entries: want at most %d", len(parts), MaxMixEntries)
+	}
+	var mix []MixEntry
+	var percent, whole bool
+	var sum float64
+	seen := map[string]bool{}
+	for i, part := range parts {
+		part = strings.TrimSpace(part)
+		ws, path, ok := strings.Cut(part, ":")
+		ws = strings.TrimSpace(ws)
+		path = strings.TrimSpace(path)
+		if !ok || ws == "" || path == "" {
+			return nil, fmt.Errorf("entry %d %q: %s", i+1, part, want)
+		}
+		var w float64
+		if num, isPct := strings.CutSuffix(ws, "%"); isPct {
+			f, err := strconv.ParseFloat(num, 64)
+			if err != nil || !(f > 0) || f > 100 {
+				return nil, fmt.Errorf("entry %d %q: weight %q, want a percentage above 0 and at most 100, such as 5%%", i+1, part, ws)
+			}
+			percent, w = true, f
+		} else {
+			n, err := strconv.ParseUint(ws, 10, 32)
+			if err != nil || n == 0 {
+				return nil, fmt.Errorf("entry %d %q: weight %q, want a whole number of 1 or more, or a percentage such as 5%%", i+1, part, ws)
+			}
+			whole, w = true, float64(n)
+		}
+		if percent && whole {
+			return nil, fmt.Errorf("entry %d %q: weights mix whole numbers and percentages: want one form throughout", i+1, part)
+		}
+		if _, err := parseMixPath(path); err != nil {
+			return nil, fmt.Errorf("entry %d: %v", i+1, err)
+		}
+		if seen[path] {
+			return nil, fmt.Errorf("entry %d: path %q given twice: give each path one weight", i+1, path)
+		}
+		seen[path] = true
+		sum += w
+		mix = append(mix, MixEntry{Path: path, Weight: w})
+	}
+	if percent && math.Abs(sum-100) > 1e-6 {
+		return nil, fmt.Errorf("percentages sum to %s%%: want 100%%", strconv.FormatFloat(sum, 'f', -1, 64))
+	}
+	return mix, nil
 }
 
 // ParseURL parses a load-test target: http or https, with a host. An empty

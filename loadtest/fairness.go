@@ -2,23 +2,25 @@ package loadtest
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 )
 
-// Thresholds of the distribution verdict. A run is "skewed" when Jain's
-// index is below FairnessThreshold, or when one worker served more than
-// MaxShareFactor times its fair share (1/n of the requests).
+// BalanceTolerance is the verdict's rule: a distribution over n workers is
+// balanced when every worker served within ±10% of the mean share 1/n
+// (45–55% each over two workers, 22.5–27.5% over four), inclusive.
 //
-// The index is 0.9 for a 2:1 split between two workers, which a report
-// should not call balanced, hence 0.95 (about 61/39 on two workers, 35/25/20/20
-// on four). The index alone is forgiving with many workers (one worker at
-// 1.56 times its share among 8 still scores 0.957), so the share rule
-// catches a single hot worker.
-const (
-	FairnessThreshold = 0.95
-	MaxShareFactor    = 1.5
-)
+// A rule on each share says plainly what it means and catches both a hot
+// and a starved worker, however many workers there are. Jain's index,
+// reported beside it, is forgiving: a 60.5/39.5 split over two workers
+// scores 0.958, above the usual cut-offs of 0.9 or 0.95, yet one worker
+// does half again the work of the other.
+const BalanceTolerance = 0.10
+
+// shareEpsilon absorbs floating-point error at the bounds, so that 55/45
+// is balanced as the rule says.
+const shareEpsilon = 1e-9
 
 // VerdictUnknown is the verdict when no response carried X-Worker-Id.
 const VerdictUnknown = "no X-Worker-Id header: distribution unknown"
@@ -47,7 +49,20 @@ type Distribution struct {
 	NoHeader  int64         // responses without X-Worker-Id
 	Untracked int64         // responses from ids beyond the first MaxWorkerIDs seen
 	Fairness  float64       // Jain's index over Workers; 0 when there are none
-	Verdict   string        // "balanced", "skewed: worker 3 served 71%", ...
+	Verdict   string        // "balanced", "skewed: worker 3 served 71.0% ...", ...
+	// Balanced: two or more workers answered and each served within
+	// BalanceTolerance of the mean share (see ShareBounds).
+	Balanced bool
+}
+
+// ShareBounds returns the range of shares, 0 to 1, that the verdict calls
+// balanced for the workers seen: (1 ± BalanceTolerance)/n.
+func (d Distribution) ShareBounds() (lo, hi float64) {
+	if len(d.Workers) == 0 {
+		return 0, 0
+	}
+	mean := 1 / float64(len(d.Workers))
+	return (1 - BalanceTolerance) * mean, (1 + BalanceTolerance) * mean
 }
 
 // WorkerCount is one worker's share of the responses.
@@ -78,42 +93,46 @@ func newDistribution(counts map[string]int64, noHeader, untracked int64) Distrib
 		xs[i] = d.Workers[i].Requests
 	}
 	d.Fairness = JainIndex(xs)
-	d.Verdict = verdict(d.Workers, d.Fairness)
+	d.Verdict, d.Balanced = d.verdict()
 	return d
 }
 
-// verdict puts the distribution in words; see FairnessThreshold.
-func verdict(ws []WorkerCount, fairness float64) string {
+// verdict puts the distribution in words; see BalanceTolerance.
+func (d Distribution) verdict() (string, bool) {
+	ws := d.Workers
 	switch len(ws) {
 	case 0:
-		return VerdictUnknown
+		return VerdictUnknown, false
 	case 1:
-		return fmt.Sprintf("one worker: worker %s served 100%%", ws[0].ID)
+		return fmt.Sprintf("one worker: worker %s served 100%%", ws[0].ID), false
 	}
-	hi, lo := ws[0], ws[0]
-	for _, w := range ws[1:] {
-		if w.Requests > hi.Requests {
-			hi = w
-		}
-		if w.Requests < lo.Requests {
-			lo = w
-		}
-	}
-	fair := 1 / float64(len(ws))
-	if hi.Share <= MaxShareFactor*fair && fairness >= FairnessThreshold {
-		return "balanced"
-	}
-	// Name the worker furthest from its fair share: the hot one, or the
+	lo, hi := d.ShareBounds()
+	mean := 1 / float64(len(ws))
+	// Name the worker furthest from the mean share: the hot one, or the
 	// starved one when that is the larger gap (one idle worker among many).
-	w := hi
-	if fair-lo.Share > hi.Share-fair {
-		w = lo
+	far := ws[0]
+	for _, w := range ws[1:] {
+		gap, farGap := math.Abs(w.Share-mean), math.Abs(far.Share-mean)
+		if gap > farGap+shareEpsilon || (gap >= farGap-shareEpsilon && w.Share > far.Share) {
+			far = w // on a tie (two workers), the busier one
+		}
 	}
-	return fmt.Sprintf("skewed: worker %s served %s", w.ID, percent(w.Share))
+	if far.Share >= lo-shareEpsilon && far.Share <= hi+shareEpsilon {
+		return "balanced", true
+	}
+	return fmt.Sprintf("skewed: worker %s served %s, outside %s–%s", far.ID, percent(far.Share), boundPercent(lo), boundPercent(hi)), false
 }
 
+// boundPercent prints a bound of the rule exactly, to 0.01%: 45%, 22.5%,
+// 11.25%.
+func boundPercent(f float64) string {
+	return strconv.FormatFloat(math.Round(f*1e4)/1e2, 'f', -1, 64) + "%"
+}
+
+// percent prints a share with one decimal: 60.5% must not read as 61%
+// beside a bound of 55.0%.
 func percent(f float64) string {
-	return strconv.FormatFloat(f*100, 'f', 0, 64) + "%"
+	return strconv.FormatFloat(f*100, 'f', 1, 64) + "%"
 }
 
 // idLess orders worker ids numerically when both are integers, numbers

@@ -43,6 +43,7 @@ type respReader struct {
 type response struct {
 	status    int
 	keepAlive bool // the connection may carry another request
+	eof       bool // the body was delimited by the end of the connection, read to it
 }
 
 // readResponse reads one response for a request (head: the request was
@@ -72,6 +73,7 @@ func (rr *respReader) readResponse(head bool) (response, error) {
 		case bodyUntilClose:
 			resp.keepAlive = false
 			err = rr.discardUntilEOF()
+			resp.eof = err == nil
 		}
 		return resp, err
 	}

@@ -33,10 +33,21 @@ func (r *Result) WriteText(w io.Writer, tty bool) error {
 	if r.Interrupted {
 		fmt.Fprintf(bw, "interrupted after %s: the report covers the requests completed until then\n", fmtDur(r.Duration))
 	}
+	if r.AllFailed() {
+		fmt.Fprintf(bw, "ALL %d REQUESTS FAILED: not one 2xx response, so there is no rate to report (see Errors)\n", r.Requests)
+	}
 	fmt.Fprintln(bw)
 
-	fmt.Fprintf(bw, "Requests  %d in %s · %.1f req/s · %s of response bodies\n",
-		r.Requests, fmtDur(r.Duration), r.RPS(), fmtBytes(r.BytesRead))
+	fmt.Fprintf(bw, "Requests  %d in %s · %d succeeded · %d failed · %s of response bodies\n",
+		r.Requests, fmtDur(r.Duration), r.Succeeded(), r.Failed(), fmtBytes(r.BytesRead))
+	switch {
+	case r.Failed() == 0:
+		fmt.Fprintf(bw, "Rate      %.1f req/s (succeeded requests only)\n", r.RPS())
+	case r.AllFailed():
+		fmt.Fprintf(bw, "Rate      0 req/s succeeded (%.1f failures/s)\n", r.CompletedRPS())
+	default:
+		fmt.Fprintf(bw, "Rate      %.1f req/s (succeeded requests only; %.1f/s with the failed ones)\n", r.RPS(), r.CompletedRPS())
+	}
 
 	codes := make([]int, 0, len(r.Status))
 	for code := range r.Status {
@@ -53,8 +64,9 @@ func (r *Result) WriteText(w io.Writer, tty bool) error {
 	fmt.Fprintf(bw, "Status    %s\n", strings.Join(parts, " · "))
 
 	e := r.Errors
-	fmt.Fprintf(bw, "Errors    connect %d · timeout %d · reset %d · other %d · non-2xx %d\n",
+	fmt.Fprintf(bw, "Errors    server: connect %d · timeout %d · reset %d · other %d · non-2xx %d\n",
 		e.Connect, e.Timeout, e.Reset, e.Other, r.Non2xx())
+	fmt.Fprintf(bw, "          client: %d (this machine failed, not the server: no port, descriptor or memory)\n", e.Client)
 	for _, k := range kindNames {
 		if s := r.ErrorSamples[k]; s != "" {
 			fmt.Fprintf(bw, "          first %s error: %s\n", k, s)
@@ -78,16 +90,29 @@ func (r *Result) WriteText(w io.Writer, tty bool) error {
 		}
 	}
 
+	if r.Kinds != nil {
+		fmt.Fprintln(bw)
+		r.writeKinds(bw)
+	}
+
 	fmt.Fprintln(bw)
 	d := r.Distribution
-	if len(d.Workers) == 0 {
+	switch len(d.Workers) {
+	case 0:
 		fmt.Fprintf(bw, "Workers   %s\n", d.Verdict)
-	} else {
-		plural := "s"
-		if len(d.Workers) == 1 {
-			plural = ""
+	case 1:
+		fmt.Fprintf(bw, "Workers   %s (Jain's fairness index %.3f over 1 worker)\n", d.Verdict, d.Fairness)
+	default:
+		lo, hi := d.ShareBounds()
+		if d.Balanced {
+			fmt.Fprintf(bw, "Workers   balanced: every worker within ±%.0f%% of the mean share (%s–%s); Jain's fairness index %.3f over %d workers\n",
+				BalanceTolerance*100, boundPercent(lo), boundPercent(hi), d.Fairness, len(d.Workers))
+		} else {
+			fmt.Fprintf(bw, "Workers   %s (balanced: every worker within ±%.0f%% of the mean share); Jain's fairness index %.3f over %d workers\n",
+				d.Verdict, BalanceTolerance*100, d.Fairness, len(d.Workers))
 		}
-		fmt.Fprintf(bw, "Workers   %s (Jain's fairness index %.3f over %d worker%s)\n", d.Verdict, d.Fairness, len(d.Workers), plural)
+	}
+	if len(d.Workers) > 0 {
 		for i, wc := range d.Workers {
 			if i == maxWorkerLines {
 				fmt.Fprintf(bw, "          … and %d more\n", len(d.Workers)-i)
@@ -103,6 +128,30 @@ func (r *Result) WriteText(w io.Writer, tty bool) error {
 		}
 	}
 	return bw.Flush()
+}
+
+// writeKinds writes one line per kind of the mix.
+func (r *Result) writeKinds(w io.Writer) {
+	fmt.Fprintf(w, "Mix       %d kinds, each request picks one by weight (seed %d); req/s counts succeeded requests\n", len(r.Kinds), r.Config.Seed)
+	width := len("kind")
+	for _, k := range r.Kinds {
+		width = max(width, len(k.Path))
+	}
+	width = min(width, 40)
+	fmt.Fprintf(w, "          %-*s %7s %9s %7s %9s %9s %9s %9s %9s\n", width, "kind", "weight", "requests", "failed", "req/s", "p50", "p90", "p99", "max")
+	for _, k := range r.Kinds {
+		name := k.Path
+		if len(name) > width {
+			name = name[:width-1] + "…"
+		}
+		l := k.Latency
+		lat := []string{"-", "-", "-", "-"}
+		if k.Requests-k.Errors.Total() > 0 {
+			lat = []string{fmtDur(l.P50), fmtDur(l.P90), fmtDur(l.P99), fmtDur(l.Max)}
+		}
+		fmt.Fprintf(w, "          %-*s %6.1f%% %9d %7d %9.1f %9s %9s %9s %9s\n", width, name, k.Share*100, k.Requests, k.Failed(), k.RPS(),
+			lat[0], lat[1], lat[2], lat[3])
+	}
 }
 
 // histogramRows is the number of rows of the drawn latency histogram.

@@ -38,10 +38,14 @@ func TestLoadtestWriteText(t *testing.T) {
 	for _, want := range []string{
 		"GET " + res.Config.URL + " · 4 connections · keep-alive · 100 requests\n",
 		"Requests  100 in ",
+		" · 90 succeeded · 10 failed · 1000 B of response bodies\n",
+		"Rate      ",
+		" req/s (succeeded requests only; ",
 		"Status    200: 90 · 503: 10\n",
-		"Errors    connect 0 · timeout 0 · reset 0 · other 0 · non-2xx 10\n",
+		"Errors    server: connect 0 · timeout 0 · reset 0 · other 0 · non-2xx 10\n",
+		"          client: 0 (",
 		"p99.9",
-		"Workers   balanced (Jain's fairness index 1.000 over 2 workers)\n",
+		"Workers   balanced: every worker within ±10% of the mean share (45%–55%); Jain's fairness index 1.000 over 2 workers\n",
 	} {
 		if !strings.Contains(plain.String(), want) {
 			t.Errorf("text report lacks %q:\n%s", want, plain.String())
@@ -89,7 +93,7 @@ func TestLoadtestWriteTextErrorsAndInterrupt(t *testing.T) {
 	res.Interrupted = true
 	var b strings.Builder
 	res.WriteText(&b, true)
-	for _, want := range []string{"interrupted after", "connect 3", "first connect error: ", "Latency   no responses", VerdictUnknown} {
+	for _, want := range []string{"interrupted after", "connect 3", "first connect error: ", "Latency   no responses", VerdictUnknown, "ALL 3 REQUESTS FAILED"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, b.String())
 		}
@@ -107,7 +111,7 @@ func TestLoadtestJSON(t *testing.T) {
 		t.Fatalf("JSON does not parse: %v\n%s", err, b)
 	}
 	for _, k := range []string{"url", "method", "concurrency", "keepalive", "target_requests", "target_duration_s",
-		"duration_s", "interrupted", "requests", "succeeded", "failed", "rps", "bytes_read", "latency_ms", "status", "errors", "workers"} {
+		"duration_s", "interrupted", "requests", "succeeded", "failed", "rps", "completed_rps", "bytes_read", "latency_ms", "status", "errors", "workers"} {
 		if _, ok := doc[k]; !ok {
 			t.Errorf("JSON lacks %q:\n%s", k, b)
 		}
@@ -119,8 +123,14 @@ func TestLoadtestJSON(t *testing.T) {
 	if rep.Requests != 100 || rep.Succeeded != 90 || rep.Failed != 10 || rep.Status["503"] != 10 || rep.Errors.Non2xx != 10 {
 		t.Errorf("counts: got %+v", rep)
 	}
-	if rep.Workers.Requests["1"] != 50 || rep.Workers.Fairness == nil || *rep.Workers.Fairness != 1 || rep.Workers.Verdict != "balanced" {
+	if rep.Workers.Requests["1"] != 50 || rep.Workers.Fairness == nil || *rep.Workers.Fairness != 1 || rep.Workers.Verdict != "balanced" ||
+		rep.Workers.Balanced == nil || !*rep.Workers.Balanced || rep.Workers.Tolerance != 0.1 {
 		t.Errorf("workers: got %+v", rep.Workers)
+	}
+	// rps counts the 90 successes, completed_rps all 100.
+	if ratio := rep.RPS / rep.CompletedRPS; ratio < 0.89 || ratio > 0.91 || rep.Errors.Client != 0 || rep.Mix != nil {
+		t.Errorf("rps %v completed_rps %v (ratio %v, want 0.9), client errors %d, mix %v (want none without --mix)",
+			rep.RPS, rep.CompletedRPS, ratio, rep.Errors.Client, rep.Mix)
 	}
 	l := rep.Latency
 	if l.Min <= 0 || l.P50 < l.Min || l.P999 < l.P99 || l.Max < l.P999 || rep.RPS <= 0 || rep.BytesRead != 1000 {

@@ -206,8 +206,24 @@ func deadURL(t *testing.T) string {
 
 func TestLoadtestConnectErrors(t *testing.T) {
 	res := run(t, Config{URL: deadURL(t), Requests: 20, Concurrency: 2})
-	if res.Requests != 20 || res.Errors.Connect != 20 || res.Failed() != 20 {
-		t.Errorf("got %d requests, errors %+v; want 20 connect errors", res.Requests, res.Errors)
+	if res.Requests != 20 || res.Errors.Connect != 20 || res.Failed() != 20 || res.Errors.Client != 0 {
+		t.Errorf("got %d requests, errors %+v; want 20 connect errors, none the client's", res.Requests, res.Errors)
+	}
+	// Failing fast is no throughput: the headline rate counts successes.
+	if !res.AllFailed() || res.Succeeded() != 0 || res.RPS() != 0 || res.CompletedRPS() <= 0 {
+		t.Errorf("all failed %v, succeeded %d, rps %v, completed rps %v; want true, 0, 0, above 0",
+			res.AllFailed(), res.Succeeded(), res.RPS(), res.CompletedRPS())
+	}
+	var text strings.Builder
+	res.WriteText(&text, false)
+	for _, want := range []string{"ALL 20 REQUESTS FAILED", "Requests  20 in ", " · 0 succeeded · 20 failed · ", "Rate      0 req/s succeeded", "server: connect 20 ·", "client: 0 "} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, text.String())
+		}
+	}
+	rep := res.Report()
+	if rep.RPS != 0 || rep.CompletedRPS <= 0 || rep.Succeeded != 0 || rep.Failed != 20 {
+		t.Errorf("JSON rps %v completed_rps %v succeeded %d failed %d; want 0, above 0, 0, 20", rep.RPS, rep.CompletedRPS, rep.Succeeded, rep.Failed)
 	}
 	if s := res.ErrorSamples["connect"]; !strings.Contains(s, "refused") {
 		t.Errorf("connect error sample %q, want it to say refused", s)
@@ -418,8 +434,8 @@ func TestLoadtestDistribution(t *testing.T) {
 		w.Header().Set("X-Worker-Id", id)
 	})
 	res = run(t, Config{URL: hot.URL, Requests: 1000, Concurrency: 8})
-	if d := res.Distribution; d.Verdict != "skewed: worker 3 served 70%" {
-		t.Errorf("hot worker: got verdict %q (workers %+v), want skewed: worker 3 served 70%%", d.Verdict, d.Workers)
+	if d, want := res.Distribution, "skewed: worker 3 served 70.0%, outside 22.5%–27.5%"; d.Verdict != want || d.Balanced {
+		t.Errorf("hot worker: got verdict %q balanced %v (workers %+v), want %q", d.Verdict, d.Balanced, d.Workers, want)
 	}
 
 	none := newServer(t, hello)

@@ -22,8 +22,10 @@ const loadtestUsage = `Usage: herd loadtest [URL] [flags]
 
 Sends closed-loop HTTP load to URL (default ` + loadtest.DefaultURL + `, or the
 port and host set by PORT and HOST in the environment or .env) and reports
-latency, requests/s, errors and the spread over the server's workers
-(X-Worker-Id). Flags may come before or after the URL.
+latency, requests/s (succeeded requests only), errors (the server's apart
+from this machine's) and the spread over the server's workers (X-Worker-Id):
+balanced when every worker served within ±10% of the mean share.
+Flags may come before or after the URL.
 
   -c N             concurrent connections, each sending back to back (default 100)
   -n N             total requests (cannot be combined with -d)
@@ -32,12 +34,20 @@ latency, requests/s, errors and the spread over the server's workers
   -b BODY          request body
   -H "Name: value" request header; repeatable
   --timeout D      per-request timeout (default 10s)
-  --no-keepalive   a new connection for every request
+  --no-keepalive   a new connection for every request; the server is left to
+                   close first (or the client resets), so that this machine
+                   does not run out of ports
+  --mix SPEC       a weighted mix of paths relative to URL, e.g.
+                   '95:/,5:/api/300000000' (or '95%:/,5%:/api/300000000');
+                   the report gives each kind's rate, errors and latency
+  --seed N         the seed of the mix's random sequence (default 0): the
+                   same seed sends the same sequence of kinds
   --insecure       do not verify https certificates
   --json           print one JSON document instead of the text report
   --allow-errors   exit 0 even when requests failed
 
-Exit status: 0 all requests succeeded (2xx), 1 some failed, 2 bad usage.
+Exit status: 0 all requests succeeded (2xx), 1 some failed (or all of them,
+even with --allow-errors), 2 bad usage.
 Ctrl-C stops the run early and still prints the report.
 `
 
@@ -104,6 +114,8 @@ func loadtestWith(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	insecure := fs.Bool("insecure", false, "")
 	jsonOut := fs.Bool("json", false, "")
 	allowErrors := fs.Bool("allow-errors", false, "")
+	mixSpec := fs.String("mix", "", "")
+	seed := fs.Uint64("seed", 0, "")
 
 	pos, err := parseArgs(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -151,6 +163,14 @@ func loadtestWith(ctx context.Context, args []string, stdout, stderr io.Writer, 
 		return usage("-n and -d both given: want one of them, a request count or a duration")
 	case timeout.d <= 0:
 		return usage("--timeout %v: want a duration above 0, such as 10s", timeout.d)
+	case set["seed"] && !set["mix"]:
+		return usage("--seed without --mix: the seed chooses the mix's sequence of kinds")
+	}
+	var mix []loadtest.MixEntry
+	if set["mix"] {
+		if mix, err = loadtest.ParseMix(*mixSpec); err != nil {
+			return usage("--mix %q: %v", *mixSpec, err)
+		}
 	}
 
 	cfg := loadtest.Config{
@@ -162,6 +182,8 @@ func loadtestWith(ctx context.Context, args []string, stdout, stderr io.Writer, 
 		Header:           headers.h,
 		Timeout:          timeout.d,
 		DisableKeepAlive: *noKeepAlive,
+		Mix:              mix,
+		Seed:             *seed,
 	}
 	if *body != "" {
 		cfg.Body = []byte(*body)
@@ -209,11 +231,28 @@ func loadtestWith(ctx context.Context, args []string, stdout, stderr io.Writer, 
 		return exitFail
 	}
 
-	if failed := res.Failed(); failed > 0 && !*allowErrors {
-		fmt.Fprintf(stderr, "herd loadtest: %d of %d requests failed (--allow-errors to exit 0 anyway)\n", failed, res.Requests)
+	return loadtestExit(res, *allowErrors, stderr)
+}
+
+// loadtestExit says on stderr how many requests failed and whose failures
+// they were, and returns the exit code: exitFail when any failed (unless
+// allowErrors), and always when every request failed, for then nothing was
+// measured.
+func loadtestExit(res *loadtest.Result, allowErrors bool, stderr io.Writer) int {
+	failed := res.Failed()
+	if failed == 0 || (allowErrors && !res.AllFailed()) {
+		return exitOK
+	}
+	whose := ""
+	if c := res.Errors.Client; c > 0 {
+		whose = fmt.Sprintf(", %d of them on this machine (out of ports, descriptors or memory), not the server's", c)
+	}
+	if res.AllFailed() {
+		fmt.Fprintf(stderr, "herd loadtest: all %d requests failed%s: nothing was measured\n", res.Requests, whose)
 		return exitFail
 	}
-	return exitOK
+	fmt.Fprintf(stderr, "herd loadtest: %d of %d requests failed%s (--allow-errors to exit 0 anyway)\n", failed, res.Requests, whose)
+	return exitFail
 }
 
 // isTerminal reports whether w is a terminal: an *os.File on which the

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/herd-go/herd/internal/herdtest"
 )
 
 // runLoadtest calls cmdLoadtest as main would and returns its exit code and
@@ -96,16 +101,115 @@ func TestLoadtestCmdConnectRefused(t *testing.T) {
 	}
 	url := "http://" + ln.Addr().String() + "/"
 	ln.Close()
-	code, out, _ := runLoadtest(t, url, "-n", "6", "-c", "2", "--json")
+	// --allow-errors tolerates some failures, not a run that measured nothing.
+	code, out, errOut := runLoadtest(t, url, "-n", "6", "-c", "2", "--json", "--allow-errors")
 	var rep struct {
-		Requests int64
-		Errors   struct{ Connect int64 }
+		Requests, Succeeded, Failed int64
+		RPS                         float64
+		CompletedRPS                float64 `json:"completed_rps"`
+		Errors                      struct{ Connect, Client int64 }
 	}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("JSON: %v\n%s", err, out)
 	}
-	if code != exitFail || rep.Requests != 6 || rep.Errors.Connect != 6 {
-		t.Errorf("exit %d, %+v; want 1 and 6 connect errors", code, rep)
+	if code != exitFail || rep.Requests != 6 || rep.Errors.Connect != 6 || rep.Errors.Client != 0 || rep.Succeeded != 0 || rep.Failed != 6 {
+		t.Errorf("exit %d, %+v; want 1 and 6 connect errors, none the client's", code, rep)
+	}
+	if rep.RPS != 0 || rep.CompletedRPS <= 0 {
+		t.Errorf("rps %v, completed_rps %v; want 0 (no success) and above 0", rep.RPS, rep.CompletedRPS)
+	}
+	if want := "herd loadtest: all 6 requests failed: nothing was measured\n"; errOut != want {
+		t.Errorf("stderr %q, want %q", errOut, want)
+	}
+
+	code, out, _ = runLoadtest(t, url, "-n", "6", "-c", "2")
+	for _, want := range []string{"ALL 6 REQUESTS FAILED", "Rate      0 req/s succeeded", "server: connect 6 ·"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("text report lacks %q:\n%s", want, out)
+		}
+	}
+	if code != exitFail {
+		t.Errorf("text: exit %d, want %d", code, exitFail)
+	}
+}
+
+// The real binary with few file descriptors: the dials that fail for want
+// of one are the client's failures, reported apart from the server's.
+func TestLoadtestCmdClientSideErrors(t *testing.T) {
+	var served atomic.Int64
+	url := loadtestServer(t, func(w http.ResponseWriter, r *http.Request) { served.Add(1) })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// ulimit -n sets the hard limit too, which Go would raise the soft one to.
+	cmd := exec.CommandContext(ctx, "sh", "-c", `ulimit -n 24 && exec "$0" "$@"`,
+		herdtest.Binary(t), "loadtest", url, "-c", "40", "-n", "400", "--json")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitFail {
+		t.Fatalf("herd loadtest under ulimit -n 24: %v, want exit %d\nstdout %s\nstderr %s", err, exitFail, out, stderr.String())
+	}
+	var rep struct {
+		Requests, Succeeded int64
+		Errors              struct{ Connect, Timeout, Reset, Other, Client int64 }
+		Samples             map[string]string `json:"error_samples"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("JSON: %v\n%s", err, out)
+	}
+	e := rep.Errors
+	if rep.Requests != 400 || e.Client == 0 || e.Connect+e.Timeout+e.Reset+e.Other != 0 || rep.Succeeded+e.Client != 400 || served.Load() != rep.Succeeded {
+		t.Errorf("got %+v, server saw %d; want 400 requests, the failed ones all the client's", rep, served.Load())
+	}
+	if s := rep.Samples["client"]; !strings.Contains(s, "too many open files") {
+		t.Errorf("client error sample %q, want it to say too many open files", s)
+	}
+	if msg := stderr.String(); !strings.Contains(msg, fmt.Sprintf("%d of them on this machine", e.Client)) || strings.Count(msg, "\n") != 1 {
+		t.Errorf("stderr %q, want one line saying the %d failures were this machine's", msg, e.Client)
+	}
+}
+
+// --mix sends a weighted mix and reports each kind apart.
+func TestLoadtestCmdMix(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	url := loadtestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.URL.Path]++
+		mu.Unlock()
+	})
+	code, out, errOut := runLoadtest(t, url, "-n", "1000", "-c", "4", "--mix", "90%:/,10%:/api/7", "--seed", "5", "--json")
+	if code != exitOK || errOut != "" {
+		t.Fatalf("exit %d stderr %q", code, errOut)
+	}
+	var rep struct {
+		Mix struct {
+			Seed  uint64
+			Kinds []struct {
+				Path             string
+				Requests, Failed int64
+				RPS              float64
+				Latency          struct{ P50, P99 float64 } `json:"latency_ms"`
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("JSON: %v\n%s", err, out)
+	}
+	k := rep.Mix.Kinds
+	if rep.Mix.Seed != 5 || len(k) != 2 || k[0].Path != "/" || k[1].Path != "/api/7" {
+		t.Fatalf("mix %+v", rep.Mix)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if k[0].Requests+k[1].Requests != 1000 || k[1].Requests < 50 || k[1].Requests > 150 || int64(seen["/api/7"]) != k[1].Requests {
+		t.Errorf("kinds %+v, server saw %v; want about 900 and 100, as served", k, seen)
+	}
+	for _, kind := range k {
+		if kind.Failed != 0 || kind.RPS <= 0 || kind.Latency.P50 <= 0 || kind.Latency.P99 < kind.Latency.P50 {
+			t.Errorf("kind %+v: want no failure, a rate and latency percentiles", kind)
+		}
 	}
 }
 
@@ -199,6 +303,13 @@ func TestLoadtestCmdUsage(t *testing.T) {
 		{"framing header", []string{"-H", "Content-Length: 3", url}, "Content-Length"},
 		{"both -n and -d", []string{"-n", "10", "-d", "1s", url}, "-n and -d"},
 		{"bad method", []string{"-m", "GET /x", url}, "method"},
+		{"mix without weight", []string{"--mix", "/", url}, "--mix \"/\": entry 1"},
+		{"mix weight 0", []string{"--mix", "0:/", url}, "whole number of 1 or more"},
+		{"mix percentages short of 100", []string{"--mix", "90%:/,5%:/x", url}, "sum to 95%"},
+		{"mix of URLs", []string{"--mix", "1:http://elsewhere/", url}, "not a URL of its own"},
+		{"mix empty", []string{"--mix", "", url}, "--mix"},
+		{"seed without mix", []string{"--seed", "3", url}, "--seed without --mix"},
+		{"seed not a number", []string{"--mix", "1:/", "--seed", "x", url}, "-seed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -358,5 +469,65 @@ func TestLoadtestCmdTerminalPerStream(t *testing.T) {
 				t.Errorf("the progress bar went to stdout:\n%q", stdout.String())
 			}
 		})
+	}
+}
+
+// clientTimeWait counts the IPv4 sockets of this network namespace in
+// TIME_WAIT towards port: the client side of closed connections to it.
+func clientTimeWait(t *testing.T, port string) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatalf("counting TIME_WAIT sockets: %v", err)
+	}
+	want, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[3] != "06" { // 06: TCP_TIME_WAIT
+			continue
+		}
+		_, hexPort, _ := strings.Cut(f[2], ":")
+		if p, err := strconv.ParseInt(hexPort, 16, 32); err == nil && int(p) == want {
+			n++
+		}
+	}
+	return n
+}
+
+// The real binary against a real herd: a new connection per request, at
+// -c 50 for seconds, fails nothing (earlier versions counted thousands of
+// their own failed connects as the server's) and leaves no TIME_WAIT on
+// the client side.
+func TestLoadtestCmdNoKeepAliveAgainstHerd(t *testing.T) {
+	p := herdtest.Start(t, herdtest.Options{}, "serve", "--workers", "2")
+	p.WaitReady(30 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	lt := exec.CommandContext(ctx, herdtest.Binary(t), "loadtest", p.URL+"/", "--no-keepalive", "-c", "50", "-d", "8s", "--json")
+	lt.Env = herdtest.CleanEnv()
+	var stderr bytes.Buffer
+	lt.Stderr = &stderr
+	out, err := lt.Output()
+	var doc struct {
+		Requests, Succeeded, Failed int64
+		Errors                      map[string]int64
+		Samples                     map[string]string `json:"error_samples"`
+	}
+	if jerr := json.Unmarshal(out, &doc); jerr != nil {
+		t.Fatalf("herd loadtest (%v): not one JSON document: %v\nstdout %s\nstderr %s", err, jerr, out, stderr.String())
+	}
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(p.URL, "http://"))
+	tw := clientTimeWait(t, port)
+	t.Logf("%d requests, errors %v %v; %d client-side sockets in TIME_WAIT", doc.Requests, doc.Errors, doc.Samples, tw)
+	if err != nil || doc.Failed != 0 || doc.Requests < 1000 {
+		t.Errorf("herd loadtest --no-keepalive: %v, %d of %d requests failed (%v %v); want exit 0, at least 1000 requests, none failed\nstderr %s",
+			err, doc.Failed, doc.Requests, doc.Errors, doc.Samples, stderr.String())
+	}
+	if tw > int(doc.Requests/1000)+2 {
+		t.Errorf("%d client-side sockets in TIME_WAIT after %d connections: the client closed first", tw, doc.Requests)
 	}
 }
