@@ -286,3 +286,22 @@ func TestManualModeWithoutACountRunsFour(t *testing.T) {
 		return strings.HasPrefix(r.Msg(), "manual mode without a worker count") && r.Int("workers") == 4
 	})
 }
+
+// TestWorkerSIGTERMedAloneDrainsWithinTheShutdownTimeout: a worker has no
+// arguments, yet --shutdown-timeout still bounds its drain when it alone
+// gets SIGTERM (an operator, a chaos tool), not the library's 30 s default.
+func TestWorkerSIGTERMedAloneDrainsWithinTheShutdownTimeout(t *testing.T) {
+	t.Parallel()
+	p := startServe(t, herdtest.Options{}, "--workers", "1", "--shutdown-timeout", "1s")
+	pid, _ := listWorkers(t, p).readyWorker(1)
+	h := holdRequest(t, p.Addr) // waits for its body forever, on the one worker
+	start := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	herdtest.WaitUntil(t, 25*time.Second, "the SIGTERMed worker to exit", func() bool { return !herdtest.Alive(pid) })
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("with --shutdown-timeout 1s the worker took %s to drain; it used a default, not herd's setting", d.Round(time.Millisecond))
+	}
+	t.Logf("the held request ended with: %s", h.outcome())
+}

@@ -69,6 +69,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		// They ask the primary for its configuration (callConfig).
 		Args:    []string{},
 		Environ: herdenv.Clean(os.Environ()),
+		// What a worker needs before it can ask: the drain time of a
+		// worker sent SIGTERM by itself. Not a secret.
+		Env: []string{envWorkerShutdown + "=" + cfg.ShutdownTimeout.String()},
 	}
 	if opts.ControlSocket == "" {
 		opts.ControlSocket = cluster.ControlSocketAuto
@@ -148,6 +151,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 // resolved configuration (a serveConfig).
 const callConfig = "herd.config"
 
+// envWorkerShutdown passes --shutdown-timeout to workers, which need it
+// before they can ask the primary for the rest: it bounds the drain of a
+// worker sent SIGTERM on its own (the primary's drains say their time).
+const envWorkerShutdown = "HERD_WORKER_SHUTDOWN_TIMEOUT"
+
 // configTimeout bounds a worker's wait for its configuration.
 const configTimeout = 10 * time.Second
 
@@ -173,7 +181,11 @@ var errNoConfig = errors.New("herd: worker cannot get its configuration from the
 // environment or .env: it serves with the configuration its primary
 // resolved, fetched over the IPC socket.
 func serveWorker(ctx context.Context, stderr io.Writer) int {
-	err := cluster.Run(ctx, cluster.Options{}, func(ctx context.Context, w *cluster.Worker) error {
+	var opts cluster.Options
+	if d, err := time.ParseDuration(os.Getenv(envWorkerShutdown)); err == nil && d > 0 {
+		opts.ShutdownTimeout = d
+	}
+	err := cluster.Run(ctx, opts, func(ctx context.Context, w *cluster.Worker) error {
 		cctx, cancel := context.WithTimeout(ctx, configTimeout)
 		var cfg serveConfig
 		err := w.Call(cctx, callConfig, nil, &cfg)
