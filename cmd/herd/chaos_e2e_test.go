@@ -74,35 +74,46 @@ func controlStatus(t *testing.T, p *herdtest.Proc) cluster.Status {
 	return *r.Status
 }
 
-// Issue 13's kill storm: 20 SIGKILLs of a random serving worker, one every
-// 500 ms, under load. Some worker answers throughout (the longest time
-// without an answer stays short), and the cluster is back to every worker
-// ready soon after the last kill. Before the fix, each kill of a worker
-// younger than 10 s lengthened a backoff, and no worker served for about
-// half the storm.
+// Issue 13's kill storm: 20 SIGKILLs of a random serving worker, at least
+// 500 ms apart, under load. A killed worker is replaced at once, so the
+// longest time without any answer, and the time back to every worker
+// ready after the last kill, stay within a few times what one worker takes
+// to start on this machine (measured first: the test holds on a loaded
+// machine, where a start takes seconds). Before the fix each kill of a
+// worker younger than 10 s lengthened a backoff (100 ms, 200 ms, ... 25 s),
+// and no worker served for about half the storm.
 func TestKillStormKeepsServing(t *testing.T) {
 	const workers = 2
 	p := herdtest.Start(t, herdtest.Options{}, "serve", "--workers", "2")
 	p.WaitReady(60 * time.Second)
 	l := startLoad(t, p.URL+"/", 4)
-	pr := startProber(p.URL)
-	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 13))
-	kills := 0
-	for range 20 {
+	ready := func() []int {
 		var pids []int
 		for pid := range readyPIDs(controlStatus(t, p)) {
 			pids = append(pids, pid)
 		}
-		if len(pids) > 0 {
-			_ = syscall.Kill(pids[rnd.IntN(len(pids))], syscall.SIGKILL)
-			kills++
-		}
-		time.Sleep(500 * time.Millisecond) // the storm's own pace, not a wait for a condition
+		return pids
+	}
+	// How long one worker takes to come back here and now.
+	t0 := time.Now()
+	_ = syscall.Kill(ready()[0], syscall.SIGKILL)
+	herdtest.WaitUntil(t, 60*time.Second, "the first killed worker replaced", func() bool { return len(ready()) == workers })
+	startup := time.Since(t0)
+	bound := max(5*time.Second, 5*startup)
+
+	pr := startProber(p.URL)
+	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 13))
+	for range 20 {
+		next := time.Now().Add(500 * time.Millisecond)
+		var pids []int
+		herdtest.WaitUntil(t, bound, "a ready worker to kill", func() bool { pids = ready(); return len(pids) > 0 })
+		_ = syscall.Kill(pids[rnd.IntN(len(pids))], syscall.SIGKILL)
+		time.Sleep(time.Until(next)) // the storm's pace, not a wait for a condition
 	}
 	last := time.Now()
 	var back time.Duration
-	herdtest.WaitUntil(t, 5*time.Second, "every worker ready again after the storm", func() bool {
-		if len(readyPIDs(controlStatus(t, p))) == workers {
+	herdtest.WaitUntil(t, bound, "every worker ready again after the storm", func() bool {
+		if len(ready()) == workers {
 			back = time.Since(last)
 			return true
 		}
@@ -110,15 +121,41 @@ func TestKillStormKeepsServing(t *testing.T) {
 	})
 	worst, answers := pr.halt()
 	l.halt()
-	t.Logf("kill storm: %d SIGKILLs; longest time without an answer %v (%d answers); back to %d ready %v after the last kill; load: %d ok, %d failed",
-		kills, worst.Round(time.Millisecond), answers, workers, back.Round(time.Millisecond), l.ok.Load(), l.failed.Load())
-	if kills < 15 {
-		t.Fatalf("only %d of 20 kills found a ready worker to kill", kills)
-	}
-	if worst > 3*time.Second {
-		t.Errorf("no worker answered for %v during the storm, want a worker serving throughout", worst)
+	t.Logf("chaos: kill storm: 20 SIGKILLs 500 ms apart; longest time without an answer %v (%d answers); back to %d ready %v after the last kill (one restart alone: %v); load: %d ok, %d failed",
+		worst.Round(time.Millisecond), answers, workers, back.Round(time.Millisecond), startup.Round(time.Millisecond), l.ok.Load(), l.failed.Load())
+	// A kill may hit the one ready worker while the other is still
+	// starting: then nothing serves until that start completes, however
+	// fast the supervisor. So the gap is judged against the slowest start
+	// of the storm (from the log's timestamps: a measure, not a state).
+	slowest := slowestStart(t, p)
+	t.Logf("chaos: kill storm: slowest worker start during the storm %v", slowest.Round(time.Millisecond))
+	if limit := max(bound, 2*slowest+time.Second); worst > limit {
+		t.Errorf("no worker answered for %v during the storm, want at most %v (5 × one restart's %v, or twice the slowest start %v, + 1 s)", worst, limit, startup, slowest)
 	}
 	if n := len(p.Find(func(r herdtest.Record) bool { return strings.Contains(r.Msg(), "backing off") })); n > 0 {
 		t.Errorf("%d backoffs logged for workers killed from outside, want none", n)
 	}
+}
+
+// slowestStart is the longest time a worker of p took from "worker
+// started" to "worker listening".
+func slowestStart(t *testing.T, p *herdtest.Proc) time.Duration {
+	t.Helper()
+	started := map[int]time.Time{}
+	var worst time.Duration
+	for _, r := range p.Records() {
+		ts, err := time.Parse(time.RFC3339Nano, r.Str("time"))
+		if err != nil {
+			continue
+		}
+		switch r.Msg() {
+		case "worker started":
+			started[r.Int("pid")] = ts
+		case "worker listening":
+			if s, ok := started[r.Int("pid")]; ok {
+				worst = max(worst, ts.Sub(s))
+			}
+		}
+	}
+	return worst
 }
