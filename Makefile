@@ -1,7 +1,7 @@
 # herd's one test command is `make test` (the README names it, .ci/run calls it).
 GO ?= go
 
-.PHONY: test deps vet fuzz bench build lint
+.PHONY: test deps vet fuzz bench build lint chaos
 
 build:
 	$(GO) build -o bin/herd ./cmd/herd
@@ -38,3 +38,9 @@ bench:
 	@echo "$(GOBENCH)"; rc=$$(mktemp); \
 	{ $(GOBENCH) 2>&1; echo $$? > $$rc; } | tee -a BENCHMARKS.md; \
 	printf '```\n' >> BENCHMARKS.md; s=$$(cat $$rc); rm -f $$rc; exit $$s
+
+# Fault scenarios (kill storm, SIGSTOP primary, blocked worker socket,
+# hostile control socket directory), bounded in time, on loopback, printing
+# one table; RELIABILITY.md holds its latest output.
+chaos:
+	@scripts/chaos.sh

@@ -168,6 +168,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 }
 
 func TestWorkerThatFailsAtStartIsRestartedWithBackoff(t *testing.T) {
+	checkLeaks(t)
 	min := 50 * time.Millisecond
 	logs, _ := startPrimary(t, cluster.Options{Workers: 1, Backoff: cluster.Backoff{Min: min, Max: 400 * time.Millisecond}}, "crashstart")
 	waitFor(t, 30*time.Second, "six starts", func() bool { return len(logs.records("worker started")) >= 6 })
@@ -221,6 +222,7 @@ func processCPU(t *testing.T) time.Duration {
 }
 
 func TestWorkersServeAndReachThePrimary(t *testing.T) {
+	checkLeaks(t)
 	opts := cluster.Options{Workers: 2, Calls: func(ctx context.Context, method string, body json.RawMessage) (any, error) {
 		if method != "test.echo" {
 			return nil, fmt.Errorf("unknown %s", method)
@@ -338,6 +340,7 @@ func scan(s, format string, into ...any) bool {
 // ready, and they exit with ExitStartFailed) stops its fresh primary,
 // which returns ErrStartFailed, rather than restarting them for ever.
 func TestWorkersThatCannotStartStopAFreshPrimary(t *testing.T) {
+	checkLeaks(t)
 	logs, errC := startPrimary(t, cluster.Options{Workers: 2}, "failstart")
 	var err error
 	select {
@@ -363,6 +366,7 @@ func TestWorkersThatCannotStartStopAFreshPrimary(t *testing.T) {
 // Durations and large numbers a worker logs reach the primary's log as
 // written: "2s", not 2e+09; 123456789, not 1.23456789e+08.
 func TestRelayedWorkerLogsKeepDurationsAndNumbers(t *testing.T) {
+	checkLeaks(t)
 	logs, _ := startPrimary(t, cluster.Options{Workers: 1}, "durationlog")
 	waitFor(t, 30*time.Second, "the worker's log line", func() bool { return len(logs.records("test figures")) > 0 })
 	logs.mu.Lock()

@@ -18,10 +18,17 @@
 // request/reply calls from the worker to the primary (Worker.Call, answered
 // by Options.Calls).
 //
-// One supervisor loop in the primary owns the workers' state. It replaces a
-// worker that exits unexpectedly, at once if the worker had been up for
-// Backoff.StableAfter, otherwise after an exponentially growing delay, so a
-// broken build never becomes a fork storm. Workers stopped on purpose
+// One supervisor loop in the primary owns the workers' state, and never
+// blocks on a worker (writes to workers happen in goroutines of their own
+// and report failure back as events). It replaces a worker that exits
+// unexpectedly: at once if the worker had been up for Backoff.StableAfter
+// or was killed by a signal from outside while serving (the OOM killer, an
+// operator); after Backoff.Min if a signal killed it while starting; and
+// after an exponentially growing delay for its own failures (an exit
+// before ready or soon after), so a broken build never becomes a fork
+// storm while a storm of kills never leaves the cluster empty. Workers
+// that cannot start at all stop a fresh primary (see ExitStartFailed).
+// Workers stopped on purpose
 // (shutdown, scale down) are not replaced. SIGTERM or SIGINT (or the end of
 // Run's context) drains every worker (see below), waits up to
 // Options.ShutdownTimeout and kills what is left; a second SIGINT kills at
@@ -36,7 +43,9 @@
 // socket (and the control socket), and drains this primary once the new
 // one's workers are ready; if the new one fails, this one keeps serving.
 // Options.ControlSocket takes the same commands from "herd status", "reload",
-// "upgrade", "scale" and "stop" (see Control).
+// "upgrade", "scale" and "stop" (see Control), on a Unix socket in a
+// private directory (ControlSocketDir); an unusable one is a warning, never
+// a reason not to serve.
 //
 // Draining a worker does not use http.Server.Shutdown, which closes idle
 // keep-alive connections at once and so drops a request a client is sending

@@ -54,8 +54,9 @@ func overloaded() (bool, string) {
 }
 
 // wantChecks compares the report with the wanted status and evidence
-// fragment of each check, in order. A failed CPU check is tolerated (and
-// logged) on an overloaded machine.
+// fragment of each check, in order. A failed CPU check on an overloaded
+// machine, where its wall-clock verdict means nothing, must be made good
+// by herdtest.ProveParallel's measure of CPU time.
 func wantChecks(t *testing.T, rep *Report, want []Check) {
 	t.Helper()
 	if len(rep.Checks) != len(want) {
@@ -68,7 +69,8 @@ func wantChecks(t *testing.T, rep *Report, want []Check) {
 		}
 		if c.Status == Fail && w.Status == Pass && c.Name == CheckParallel {
 			if busy, why := overloaded(); busy {
-				t.Logf("tolerated on a busy machine (%s): %s", why, c)
+				// The wall-clock verdict means nothing here; CPU time does.
+				t.Logf("on a busy machine (%s): %s; measuring CPU time instead: %s", why, c, herdtest.ProveParallel(t))
 				continue
 			}
 		}

@@ -123,7 +123,7 @@ func TestStatusOfAStoppedPrimaryTimesOutInSeconds(t *testing.T) {
 		t.Fatal("herd status against a stopped primary did not return within 60s")
 	}
 	took := time.Since(start)
-	t.Logf("herd status answered in %v: %s", took.Round(time.Millisecond), strings.TrimSpace(out))
+	t.Logf("chaos: SIGSTOP primary: herd status answered in %v, exit %d: %s", took.Round(time.Millisecond), code, strings.TrimSpace(out))
 	if code != 1 || !strings.Contains(out, "did not answer within 5s") {
 		t.Errorf("herd status: exit %d, %q; want exit 1 saying the primary did not answer within 5s", code, out)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // State returns the state letter of process pid as /proc/PID/stat gives it
@@ -61,4 +62,37 @@ func ParseVmRSS(status string) (int64, error) {
 		}
 	}
 	return 0, errors.New("no VmRSS line (a kernel thread or a zombie?)")
+}
+
+// userHZ is the unit of the CPU times in /proc/PID/stat (USER_HZ, 100 on
+// every Linux architecture herd runs on).
+const userHZ = 100
+
+// CPUTime returns the CPU time process pid has used so far, user and
+// system, from /proc/PID/stat (resolution 10 ms).
+func CPUTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return ParseCPUTime(b)
+}
+
+// ParseCPUTime returns utime+stime from the text of a /proc/PID/stat file.
+func ParseCPUTime(stat []byte) (time.Duration, error) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("procstat: no command name in stat")
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 13 {
+		return 0, errors.New("procstat: stat too short")
+	}
+	// f[0] is field 3 (state): utime and stime are fields 14 and 15.
+	u, err1 := strconv.ParseUint(f[11], 10, 64)
+	s, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("procstat: utime %q stime %q", f[11], f[12])
+	}
+	return time.Duration(u+s) * time.Second / userHZ, nil
 }

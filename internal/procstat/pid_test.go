@@ -43,3 +43,32 @@ func TestStateAndVmRSSOfRealProcesses(t *testing.T) {
 		t.Errorf("a reaped child: State %q, Alive %v; want 0 and false", s, Alive(pid))
 	}
 }
+
+func TestCPUTimeGrowsWithWork(t *testing.T) {
+	// A command name holding ") " must not shift the fields.
+	got, err := ParseCPUTime([]byte("42 (a) b) R 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 100 0 0"))
+	if err != nil || got != 3*time.Second {
+		t.Fatalf("ParseCPUTime = %v, %v; want 3s (250+50 ticks)", got, err)
+	}
+	before, err := CPUTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	x := 0
+	for {
+		for i := range 1 << 20 {
+			x += i
+		}
+		after, err := CPUTime(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after > before {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CPU time did not grow while this process computed (%d)", x)
+		}
+	}
+}

@@ -1,0 +1,45 @@
+#!/bin/sh
+# make chaos: herd's fault scenarios, each a Go test against the real
+# binary (or the supervisor with fake processes), bounded in time, on
+# loopback, printing one table of what each measured. A scenario that does
+# not hold fails the run (exit 1).
+#
+# Scenarios (the tests named here; add a row by adding a test that logs a
+# line starting "chaos: "):
+#   kill storm             cmd/herd TestKillStormKeepsServing
+#   SIGSTOP primary        cmd/herd TestStatusOfAStoppedPrimaryTimesOutInSeconds
+#   blocked worker socket  cluster  TestDrainOfAWorkerThatDoesNotReadDoesNotBlockTheLoop
+#   hostile control dir    cmd/herd TestUnusableControlSocketDirectoryDoesNotStopTheServer
+set -u
+GO=${GO:-go}
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT INT TERM
+status=0
+run() { # package, test regexp
+	if ! "$GO" test -race -count=1 -timeout 5m -v "$1" -run "$2" >>"$out" 2>&1; then
+		status=1
+	fi
+}
+run ./cmd/herd/ '^(TestKillStormKeepsServing|TestStatusOfAStoppedPrimaryTimesOutInSeconds|TestUnusableControlSocketDirectoryDoesNotStopTheServer)$'
+run ./cluster/ '^TestDrainOfAWorkerThatDoesNotReadDoesNotBlockTheLoop$'
+
+echo
+echo "herd chaos, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -sm), $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
+echo
+printf '| %-58s | %-6s |\n' "scenario: what was measured" "result"
+printf '|%s|%s|\n' "------------------------------------------------------------" "--------"
+grep -o 'chaos: .*' "$out" | sed 's/^chaos: //' | while IFS= read -r line; do
+	printf '| %-58s | %-6s |\n' "$line" "ok"
+done
+for t in $(grep -o -- '--- FAIL: [A-Za-z0-9_/]*' "$out" | awk '{print $3}'); do
+	printf '| %-58s | %-6s |\n' "$t" "FAILED"
+done
+for t in $(grep -o -- '--- PASS: TestUnusable[A-Za-z0-9_/-]*' "$out" | awk '{print $3}'); do
+	printf '| %-58s | %-6s |\n' "$t: one warning, serves" "ok"
+done
+if [ "$status" -ne 0 ]; then
+	echo
+	echo "chaos: a scenario failed; its output:" >&2
+	grep -v '^\s*{' "$out" | tail -50 >&2
+fi
+exit $status
