@@ -205,14 +205,19 @@ type repeats struct {
 	msg      string
 	n        int       // lines counted and not relayed since since
 	since    time.Time // when the summary period began
+	last     time.Time // when the previous line came
 	havePrev bool
 }
 
 // seen reports whether the line with key is a repeat to count rather than
-// relay; it logs a pending summary first when the run ends or is due.
+// relay; it logs a pending summary first when the run ends or is due. A
+// line that comes back after repeatEvery of quiet starts a new run (a
+// periodic line is relayed, not counted).
 func (r *repeats) seen(key string, level slog.Level, msg string) bool {
 	now := r.now()
-	if r.havePrev && key == r.key {
+	prev := r.last
+	r.last = now
+	if r.havePrev && key == r.key && now.Sub(prev) < repeatEvery {
 		r.n++
 		if now.Sub(r.since) >= repeatEvery {
 			r.flush()

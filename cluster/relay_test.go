@@ -62,6 +62,11 @@ func TestRepeatsSummariseALongRunPeriodically(t *testing.T) {
 	if n := strings.Count(out.String(), "worker log line repeated"); n < 3 {
 		t.Errorf("a run of 20 s was summarised %d times, want one every %v:\n%s", n, repeatEvery, out.String())
 	}
+	// The same line again after a quiet spell is relayed, not counted.
+	clock += int64(2 * repeatEvery / time.Second)
+	if r.seen("b", slog.LevelWarn, "b") {
+		t.Error("a line that came back after a quiet spell was counted as a repeat")
+	}
 }
 
 // The primary says at start how many descriptors each worker may open, and

@@ -26,16 +26,17 @@ run ./cluster/ '^TestDrainOfAWorkerThatDoesNotReadDoesNotBlockTheLoop$'
 echo
 echo "herd chaos, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -sm), $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
 echo
-printf '| %-58s | %-6s |\n' "scenario: what was measured" "result"
-printf '|%s|%s|\n' "------------------------------------------------------------" "--------"
-grep -o 'chaos: .*' "$out" | sed 's/^chaos: //' | while IFS= read -r line; do
-	printf '| %-58s | %-6s |\n' "$line" "ok"
-done
-for t in $(grep -o -- '--- FAIL: [A-Za-z0-9_/]*' "$out" | awk '{print $3}'); do
-	printf '| %-58s | %-6s |\n' "$t" "FAILED"
-done
-for t in $(grep -o -- '--- PASS: TestUnusable[A-Za-z0-9_/-]*' "$out" | awk '{print $3}'); do
-	printf '| %-58s | %-6s |\n' "$t: one warning, serves" "ok"
+echo "| scenario (test) | verdict | measured |"
+echo "|---|---|---|"
+# One row per test: its verdict and the "chaos: " lines it logged.
+grep -E -- '^(=== RUN|--- (PASS|FAIL):|    [a-z0-9_]+_test\.go:[0-9]+: chaos: )' "$out" | awk '
+	/^=== RUN/ { next }
+	/chaos: / { sub(/.*chaos: /, ""); gsub(/\|/, "/"); m = (m == "" ? $0 : m "; " $0); next }
+	/^--- / { v = ($2 == "PASS:" ? "ok" : "FAILED"); printf "| %s | %s | %s |\n", $3, v, m; m = "" }
+'
+for t in $(grep -o -- '    --- [A-Z]*: TestUnusable[A-Za-z0-9_/-]*' "$out" | awk '{print $2 $3}'); do
+	case $t in PASS:*) v=ok ;; *) v=FAILED ;; esac
+	printf '| %s | %s | one warning line, the server serves |\n' "${t#*:}" "$v"
 done
 if [ "$status" -ne 0 ]; then
 	echo
