@@ -77,6 +77,8 @@ type proc struct {
 	killReason string // why the primary killed it, for the log and reload errors
 	recycleAt  time.Time
 	readyBeats int // heartbeats received since ready
+
+	acceptWarned bool // logged that it cannot accept
 }
 
 // slot is a worker id's history across its processes.
@@ -95,6 +97,7 @@ type primary struct {
 	ctlF  *os.File          // its descriptor, handed to a new primary on upgrade
 	spawn spawner
 	now   func() time.Time
+	disp  *dispatcher // passes connections to workers; nil under BalanceShared
 
 	events chan any
 	doneC  chan struct{} // closed when the loop has returned
@@ -186,6 +189,12 @@ func runPrimary(ctx context.Context, opts Options) error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	defer p.lnF.Close()
+	if opts.Balance.passes() {
+		p.disp = newDispatcher(p.ln, opts.Balance, opts.MaxConns, p.log)
+		go p.disp.run()
+		defer p.disp.wait(2 * time.Second)
+		defer p.disp.close()
+	}
 	var ctlWG sync.WaitGroup
 	if p.ctl != nil {
 		if p.ctlF, err = listen.Passable(p.ctl); err != nil {
@@ -197,7 +206,7 @@ func runPrimary(ctx context.Context, opts Options) error {
 
 	p.log.Info("primary running",
 		"pid", os.Getpid(), "cpus", runtime.NumCPU(), "usable_cpus", runtime.GOMAXPROCS(0),
-		"workers", p.want, "gomaxprocs_per_worker", p.workerProcs())
+		"workers", p.want, "gomaxprocs_per_worker", p.workerProcs(), "balance", string(opts.Balance))
 	p.log.Info("listening", "addr", p.ln.Addr().String())
 	if opts.ControlSocket != "" && p.ctl != nil {
 		p.log.Info("control socket", "path", opts.ControlSocket)
@@ -329,6 +338,11 @@ func (p *primary) handle(e any) {
 		p.onReady(e.pid)
 	case evBeat:
 		if pr := p.procs[e.pid]; pr != nil {
+			if e.hb.AcceptErrors > pr.hb.AcceptErrors && !pr.acceptWarned {
+				pr.acceptWarned = true // once per worker, not per failed accept
+				p.log.Error("worker cannot accept connections; it backs off and retries",
+					"worker", pr.id, "pid", pr.pid, "err", e.hb.AcceptError, "failures", e.hb.AcceptErrors)
+			}
 			pr.hb = e.hb
 			pr.lastBeat = p.now()
 			if pr.state == StateReady {
@@ -421,6 +435,7 @@ func (p *primary) onReady(pid int) {
 	pr.state = StateReady
 	pr.readyAt = p.now()
 	pr.lastBeat = pr.readyAt
+	p.disp.setEligible(pid, true)
 	p.log.Info("worker listening", "worker", pr.id, "pid", pid, "addr", p.addr())
 	if pr.replaces != 0 {
 		// Replacement first: only now does the old worker stop.
@@ -458,6 +473,7 @@ func (p *primary) onExit(e evExited) {
 		return
 	}
 	delete(p.procs, e.pid)
+	p.disp.setEligible(e.pid, false)
 	up := p.now().Sub(pr.started)
 	attrs := []any{"worker", pr.id, "pid", e.pid, "uptime", up.Round(time.Millisecond).String()}
 	if e.signal != "" {
@@ -533,6 +549,7 @@ func (p *primary) stop(pr *proc, reason string) {
 	}
 	pr.stopping = true
 	pr.state = StateDraining
+	p.disp.setEligible(pr.pid, false) // before the drain: nothing more is passed to it
 	p.log.Info("draining worker", "worker", pr.id, "pid", pr.pid, "reason", reason)
 	if err := pr.h.drain(p.opts.ShutdownTimeout); err != nil {
 		p.log.Warn("cannot reach worker to drain it; killing it", "worker", pr.id, "pid", pr.pid, "err", err)
@@ -545,6 +562,7 @@ func (p *primary) shutdown(reason string) {
 		return
 	}
 	p.shutting = true
+	p.disp.close() // connections still queued stay for a new primary (upgrade)
 	// Workers get ShutdownTimeout to finish; the kill after it is a backstop
 	// for a worker that ignores its own deadline.
 	p.deadline = p.now().Add(p.opts.ShutdownTimeout + 2*time.Second)

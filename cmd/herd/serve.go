@@ -54,6 +54,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		PIDFile:          cfg.PIDFile,
 		WorkerGOMAXPROCS: cfg.WorkerProcs,
 		ControlSocket:    cfg.ControlSocket,
+		Balance:          cluster.Balance(cfg.Balance),
+		MaxConns:         cfg.MaxConns,
 		Logger:           log,
 	}
 	if opts.ControlSocket == "" {
