@@ -287,6 +287,10 @@ func (d *dispatcher) accept(rc syscall.RawConn) (int, string, error) {
 	for {
 		if err := rc.Control(func(fd uintptr) {
 			for {
+				if d.isClosed() {
+					aerr = syscall.EAGAIN // leave it in the queue
+					return
+				}
 				nfd, sa, aerr = accept4(int(fd))
 				if aerr == syscall.EINTR || aerr == syscall.ECONNABORTED {
 					continue
@@ -377,6 +381,12 @@ func (d *dispatcher) chooseLocked(ip string, skip map[int]bool) *dworker {
 func (d *dispatcher) passLocked(c passedConn, skip map[int]bool) {
 	for {
 		w := d.chooseLocked(c.ip, skip)
+		if w == nil && d.closed {
+			// Stopping (shutdown, or an upgrade's hand-over) with a
+			// connection accepted just before: a draining worker still
+			// serves what reaches it before it closes its socket.
+			w = d.anyLocked(skip)
+		}
 		if w == nil {
 			d.backlog = append(d.backlog, c)
 			return
@@ -392,6 +402,17 @@ func (d *dispatcher) passLocked(c passedConn, skip map[int]bool) {
 		}
 		skip[w.pid] = true
 	}
+}
+
+// anyLocked returns a worker not in skip whose socket is still open,
+// eligible or not.
+func (d *dispatcher) anyLocked(skip map[int]bool) *dworker {
+	for _, w := range d.workers {
+		if !skip[w.pid] {
+			return w
+		}
+	}
+	return nil
 }
 
 func (d *dispatcher) remember(ip string, pid int) {

@@ -374,7 +374,10 @@ func TestMaxConnsKeepsConnectionsWaiting(t *testing.T) {
 
 // The zero-drop guarantees of reload, scale, recycling and upgrade hold
 // under every policy: the operate tests again, under the policies other
-// than the default (which they run under themselves).
+// than the default (which they run under themselves). The upgrade runs
+// under sticky only (it passes connections as the default does); under
+// shared the workers accept from the socket the new primary inherits, as
+// they did before policies existed. About 5 minutes on a busy 2-core machine.
 func TestOperateUnderLoadPerBalance(t *testing.T) {
 	for _, b := range []string{"shared", "sticky"} {
 		t.Run(b, func(t *testing.T) {
@@ -382,7 +385,9 @@ func TestOperateUnderLoadPerBalance(t *testing.T) {
 			t.Run("reload", TestReloadsUnderLoadDropNothing)
 			t.Run("scale", TestScaleUnderLoadDropsNothing)
 			t.Run("recycle", TestRecyclingByMaxRequestsDropsNothing)
-			t.Run("upgrade", TestUpgradesUnderLoadDropNothingAndPIDFileFollows)
+			if b == "sticky" {
+				t.Run("upgrade", TestUpgradesUnderLoadDropNothingAndPIDFileFollows)
+			}
 		})
 	}
 }
