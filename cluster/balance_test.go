@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"io"
+	"log/slog"
 	"net"
 	"slices"
 	"strings"
@@ -209,5 +211,86 @@ func TestParseBalance(t *testing.T) {
 	}
 	if _, err := ParseBalance("round-robin"); err == nil {
 		t.Error("ParseBalance accepted round-robin")
+	}
+}
+
+// The dispatcher's no-loss rule, in one process: connections passed to a
+// worker that goes away without acknowledging them (its socket closed, as
+// when it is SIGKILLed) reach another worker, with what their clients sent.
+func TestDispatcherPassesOnWhatAGoneWorkerNeverTook(t *testing.T) {
+	tl, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tl.Close()
+	d := newDispatcher(tl, BalanceLeastConn, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	worker := func(pid int) *passedListener {
+		uc, f, err := connPair()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.add(pid, pid, uc)
+		pl, err := newPassedListener(f, tl.Addr(), &acceptStats{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.setEligible(pid, true)
+		return pl
+	}
+	gone, alive := worker(1), worker(2)
+	go d.run()
+	defer func() { d.close(); d.wait(5 * time.Second) }()
+
+	const n = 6
+	for i := range n {
+		c, err := net.Dial("tcp", tl.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte{byte('a' + i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[byte]bool{}
+	accept := func() {
+		type res struct {
+			c   net.Conn
+			err error
+		}
+		rc := make(chan res, 1)
+		go func() {
+			c, err := alive.Accept()
+			rc <- res{c, err}
+		}()
+		var c net.Conn
+		select {
+		case r := <-rc:
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			c = r.c
+		case <-time.After(10 * time.Second):
+			t.Fatalf("after %d connections, none more reached the live worker within 10s", len(got))
+		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b := make([]byte, 1)
+		if _, err := io.ReadFull(c, b); err != nil {
+			t.Fatalf("a passed connection lost its client's byte: %v", err)
+		}
+		got[b[0]] = true
+	}
+	// Least-conn gives each worker half; the one that never accepts then
+	// goes away.
+	for range n / 2 {
+		accept()
+	}
+	gone.uc.Close()
+	for range n / 2 {
+		accept()
+	}
+	if len(got) != n {
+		t.Fatalf("the live worker got %d distinct connections, want %d: %v", len(got), n, got)
 	}
 }
