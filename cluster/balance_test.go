@@ -294,3 +294,20 @@ func TestDispatcherPassesOnWhatAGoneWorkerNeverTook(t *testing.T) {
 		t.Fatalf("the live worker got %d distinct connections, want %d: %v", len(got), n, got)
 	}
 }
+
+// A worker that cannot accept says so in its heartbeats, every second; the
+// primary logs it once per worker, not once per heartbeat.
+func TestPrimaryLogsAcceptFailuresOnce(t *testing.T) {
+	h := newHarness(t, 1)
+	pid := h.live(1).pid
+	h.p.handle(evReady{pid})
+	for i := range 5 {
+		h.p.handle(evBeat{pid, Heartbeat{AcceptErrors: uint64(10 * (i + 1)), AcceptError: "accept4: too many open files"}})
+	}
+	if n := strings.Count(h.logs.String(), "worker cannot accept connections"); n != 1 {
+		t.Fatalf("logged %d times, want once:\n%s", n, h.logs)
+	}
+	if !strings.Contains(h.logs.String(), "too many open files") {
+		t.Errorf("the log line does not carry the error:\n%s", h.logs)
+	}
+}
