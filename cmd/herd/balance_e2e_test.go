@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herd-go/herd/cluster"
 	"github.com/herd-go/herd/internal/herdtest"
 	"github.com/herd-go/herd/internal/procstat"
 )
@@ -389,5 +390,12 @@ func TestOperateUnderLoadPerBalance(t *testing.T) {
 				t.Run("upgrade", TestUpgradesUnderLoadDropNothingAndPIDFileFollows)
 			}
 		})
+	}
+}
+
+// The command's default policy is the library's.
+func TestBalanceDefaultIsTheLibrarys(t *testing.T) {
+	if got, want := find(serveSettings, "balance").def, string(cluster.DefaultBalance); got != want {
+		t.Fatalf("--balance defaults to %q, cluster.DefaultBalance is %q", got, want)
 	}
 }

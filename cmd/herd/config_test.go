@@ -59,6 +59,8 @@ func TestServeConfigDefaults(t *testing.T) {
 		{"shutdown-timeout", c.ShutdownTimeout, 30 * time.Second},
 		{"log-format", c.LogFormat, "text"},
 		{"enable-crash-endpoint", c.EnableCrash, false},
+		{"balance", c.Balance, "least-conn"},
+		{"max-conns", c.MaxConns, 0},
 	} {
 		if f.got != f.want {
 			t.Errorf("default %s = %v, want %v", f.name, f.got, f.want)
@@ -292,6 +294,9 @@ func TestServeConfigBadValues(t *testing.T) {
 		{"cluster bogus", []string{"--cluster", "bogus"}, nil, "", []string{cluster, `"bogus"`, clusterA}},
 		{"CLUSTER_MODE bogus", nil, map[string]string{"CLUSTER_MODE": "bogus"}, "", []string{cluster, clusterA}},
 		{"manual without workers", []string{"--cluster", "manual"}, nil, "", []string{"--cluster manual", "--workers"}},
+		{"balance round-robin", []string{"--balance", "round-robin"}, nil, "", []string{"--balance/BALANCE", `"round-robin"`, "least-conn, shared or sticky"}},
+		{"BALANCE empty", nil, map[string]string{"BALANCE": ""}, "", []string{"--balance/BALANCE", "least-conn, shared or sticky"}},
+		{"max-conns -1", []string{"--max-conns", "-1"}, nil, "", []string{"--max-conns/MAX_CONNS", `"-1"`, "whole number"}},
 		{"port -1", []string{"--port", "-1"}, nil, "", []string{port, `"-1"`, portA}},
 		{"port 70000", []string{"--port", "70000"}, nil, "", []string{port, `"70000"`, portA}},
 		{"port x", []string{"--port", "x"}, nil, "", []string{port, `"x"`, portA}},
