@@ -521,14 +521,3 @@ func (d *dispatcher) read(w *dworker) {
 		d.log.Info("balance: passed on connections a worker never took", "worker", w.id, "pid", w.pid, "connections", n)
 	}
 }
-
-// counts returns each eligible worker's open connections by pid (tests).
-func (d *dispatcher) counts() map[int]int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	m := map[int]int{}
-	for _, w := range d.workers {
-		m[w.pid] = w.open
-	}
-	return m
-}
