@@ -97,6 +97,16 @@ type Options struct {
 	// may use and no more.
 	WorkerGOMAXPROCS int
 
+	// Balance is how new connections are spread over the workers.
+	// Default (empty) DefaultBalance; see ParseBalance.
+	Balance Balance
+
+	// MaxConns caps each worker's open connections: a worker holding
+	// MaxConns takes no new one; new connections wait in the kernel's
+	// queue, or go to another worker, rather than being accepted into
+	// failure. Zero: no cap.
+	MaxConns int
+
 	// Recycle replaces workers, replacement first, once they have served
 	// enough requests or grown too large. Zero: never.
 	Recycle Recycle
@@ -206,6 +216,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MemoryLogInterval == 0 {
 		o.MemoryLogInterval = DefaultMemoryLogInterval
+	}
+	if o.Balance == "" {
+		o.Balance = DefaultBalance
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -86,6 +86,8 @@ type proc struct {
 	killReason string // why the primary killed it, for the log and reload errors
 	recycleAt  time.Time
 	readyBeats int // heartbeats received since ready
+
+	acceptWarned bool // logged that it cannot accept
 }
 
 // slot is a worker id's history across its processes.
@@ -104,6 +106,7 @@ type primary struct {
 	ctlF  *os.File          // its descriptor, handed to a new primary on upgrade
 	spawn spawner
 	now   func() time.Time
+	disp  *dispatcher // passes connections to workers; nil under BalanceShared
 
 	events chan any
 	doneC  chan struct{} // closed when the loop has returned
@@ -213,6 +216,12 @@ func runPrimary(ctx context.Context, opts Options) error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	defer p.lnF.Close()
+	if opts.Balance.passes() {
+		p.disp = newDispatcher(p.ln, opts.Balance, opts.MaxConns, p.log)
+		go p.disp.run()
+		defer p.disp.wait(2 * time.Second)
+		defer p.disp.close()
+	}
 	var ctlWG sync.WaitGroup
 	if p.ctl != nil {
 		if p.ctlF, err = listen.Passable(p.ctl); err != nil {
@@ -226,7 +235,7 @@ func runPrimary(ctx context.Context, opts Options) error {
 
 	p.log.Info("primary running",
 		"pid", os.Getpid(), "cpus", runtime.NumCPU(), "usable_cpus", runtime.GOMAXPROCS(0),
-		"workers", p.want, "gomaxprocs_per_worker", p.workerProcs())
+		"workers", p.want, "gomaxprocs_per_worker", p.workerProcs(), "balance", string(opts.Balance))
 	p.log.Info("listening", "addr", p.ln.Addr().String())
 	logFDLimit(p.log)
 	if opts.ControlSocket != "" && p.ctl != nil {
@@ -359,6 +368,11 @@ func (p *primary) handle(e any) {
 		p.onReady(e.pid)
 	case evBeat:
 		if pr := p.procs[e.pid]; pr != nil {
+			if e.hb.AcceptErrors > pr.hb.AcceptErrors && !pr.acceptWarned {
+				pr.acceptWarned = true // once per worker, not per failed accept
+				p.log.Error("worker cannot accept connections; it backs off and retries",
+					"worker", pr.id, "pid", pr.pid, "err", e.hb.AcceptError, "failures", e.hb.AcceptErrors)
+			}
 			pr.hb = e.hb
 			pr.lastBeat = p.now()
 			if pr.state == StateReady {
@@ -459,6 +473,7 @@ func (p *primary) onReady(pid int) {
 	pr.readyAt = p.now()
 	p.everReady = true
 	pr.lastBeat = pr.readyAt
+	p.disp.setEligible(pid, true)
 	p.log.Info("worker listening", "worker", pr.id, "pid", pid, "addr", p.addr())
 	if pr.replaces != 0 {
 		// Replacement first: only now does the old worker stop.
@@ -496,6 +511,7 @@ func (p *primary) onExit(e evExited) {
 		return
 	}
 	delete(p.procs, e.pid)
+	p.disp.setEligible(e.pid, false)
 	up := p.now().Sub(pr.started)
 	attrs := []any{"worker", pr.id, "pid", e.pid, "uptime", up.Round(time.Millisecond).String()}
 	if e.signal != "" {
@@ -609,6 +625,7 @@ func (p *primary) stop(pr *proc, reason string) {
 	}
 	pr.stopping = true
 	pr.state = StateDraining
+	p.disp.setEligible(pr.pid, false) // before the drain: nothing more is passed to it
 	p.log.Info("draining worker", "worker", pr.id, "pid", pr.pid, "reason", reason)
 	if err := pr.h.drain(p.opts.ShutdownTimeout); err != nil {
 		p.log.Warn("cannot reach worker to drain it; killing it", "worker", pr.id, "pid", pr.pid, "err", err)
@@ -621,6 +638,7 @@ func (p *primary) shutdown(reason string) {
 		return
 	}
 	p.shutting = true
+	p.disp.close() // connections still queued stay for a new primary (upgrade)
 	// Workers get ShutdownTimeout to finish; the kill after it is a backstop
 	// for a worker that ignores its own deadline.
 	p.deadline = p.now().Add(p.opts.ShutdownTimeout + 2*time.Second)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"sort"
@@ -68,14 +69,29 @@ func spawnProcess(p *primary, id int) (int, handle, error) {
 	}
 	defer logW.Close()
 
+	files := []listen.Named{{Name: fdHTTP, File: p.lnF}, {Name: fdIPC, File: child}}
+	var connsUC *net.UnixConn // the primary's end of the worker's connection socket
+	if p.disp != nil {
+		uc, cf, err := connPair()
+		if err != nil {
+			nc.Close()
+			return 0, nil, err
+		}
+		defer cf.Close()
+		connsUC = uc
+		files = append(files, listen.Named{Name: fdConns, File: cf})
+	}
 	cmd := exec.Command(exe, args...)
 	base := p.opts.Environ
 	if base == nil {
 		base = os.Environ()
 	}
 	cmd.Env = workerEnv(base, p.opts.Env, id, p.workerProcs())
-	cmd.Env = append(cmd.Env, listen.Env([]listen.Named{{Name: fdHTTP, File: p.lnF}, {Name: fdIPC, File: child}})...)
-	cmd.ExtraFiles = []*os.File{p.lnF, child}
+	cmd.Env = append(cmd.Env, p.opts.workerOptionsEnv())
+	cmd.Env = append(cmd.Env, listen.Env(files)...)
+	for _, f := range files {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, f.File)
+	}
 	cmd.Stdout = os.Stdout
 	cmd.Stderr = logW
 	// Own process group: Ctrl-C in a terminal reaches the primary only,
@@ -84,9 +100,15 @@ func spawnProcess(p *primary, id int) (int, handle, error) {
 	if err := cmd.Start(); err != nil {
 		nc.Close()
 		logR.Close()
+		if connsUC != nil {
+			connsUC.Close()
+		}
 		return 0, nil, fmt.Errorf("cluster: starting worker %d: %w", id, err)
 	}
 	pid := cmd.Process.Pid
+	if connsUC != nil {
+		p.disp.add(id, pid, connsUC)
+	}
 	conn := ipc.NewConn(nc, &primaryIPC{p: p, pid: pid})
 	go func() { _ = conn.Serve() }()
 	relayed := make(chan struct{})
@@ -125,7 +147,7 @@ func workerEnv(base, extra []string, id, procs int) []string {
 	for _, kv := range base {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case EnvWorkerID, listen.EnvFDs, listen.EnvFDNames, "LISTEN_PID", "GOMAXPROCS":
+		case EnvWorkerID, envWorkerOptions, listen.EnvFDs, listen.EnvFDNames, "LISTEN_PID", "GOMAXPROCS":
 			continue
 		}
 		env = append(env, kv)

@@ -73,6 +73,7 @@ func Run(ctx context.Context, opts Options, fn func(ctx context.Context, w *Work
 		if err != nil || id < 0 {
 			return ErrNoPrimary
 		}
+		opts.takeWorkerOptions()
 		return runWorker(ctx, id, opts, fn)
 	}
 	if opts.Single {

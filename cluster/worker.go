@@ -46,6 +46,12 @@ type Heartbeat struct {
 	RSS        uint64 `json:"rss"`
 	HeapAlloc  uint64 `json:"heapAlloc"`
 	Goroutines int    `json:"goroutines"`
+	// Conns is how many connections the worker holds open (Serve's).
+	Conns int64 `json:"conns"`
+	// AcceptErrors counts the times the worker could not take a
+	// connection (out of descriptors); AcceptError is the latest.
+	AcceptErrors uint64 `json:"acceptErrors,omitempty"`
+	AcceptError  string `json:"acceptError,omitempty"`
 }
 
 type drainMsg struct {
@@ -66,15 +72,20 @@ type Worker struct {
 	opts Options
 
 	requests atomic.Uint64
-	readyC   chan struct{} // closed by Ready
+	accept   acceptStats
+	conns    atomic.Pointer[conns] // Serve's connections, once serving
+	readyC   chan struct{}         // closed by Ready
 	ready    sync.Once
 
 	mu           sync.Mutex
 	drainTimeout time.Duration // guarded by mu
 }
 
-// Listener returns the socket every worker accepts from. Serve uses it;
-// call it only to run a server of your own (then call Ready once serving).
+// Listener returns what the worker accepts connections from: the shared
+// socket (BalanceShared), or the connections the primary passes to this
+// worker (the other policies; they report their closing to the primary
+// when closed). Serve uses it; call it only to run a server of your own
+// (then call Ready once serving, and close every connection you accept).
 func (w *Worker) Listener() net.Listener { return w.ln }
 
 // Logger returns the worker's logger. In a clustered worker it writes JSON
@@ -169,7 +180,8 @@ func (w *Worker) Serve(ctx context.Context, h http.Handler) error {
 		h.ServeHTTP(rw, r)
 	})))
 	srv.ConnState = cs.track
-	ln := &onceCloseListener{Listener: &fairListener{Listener: w.ln, open: &cs.open}}
+	w.conns.Store(cs)
+	ln := &onceCloseListener{Listener: w.serveListener(&cs.open)}
 	errC := make(chan error, 1)
 	go func() { errC <- srv.Serve(ln) }()
 	w.Ready()
@@ -198,31 +210,14 @@ func (w *Worker) Serve(ctx context.Context, h http.Handler) error {
 	return nil
 }
 
-// fairListener spreads connections over the workers. Every worker waits
-// on the same socket and the first to wake takes the connection; left
-// alone, one worker can take a whole burst of new keep-alive connections
-// and serve them all while its siblings idle. So before accepting, a
-// worker that already holds connections waits a moment, longer the more it
-// holds, and a worker with fewer wins the next one. Connections stay in the
-// shared queue meanwhile: none is lost if this worker exits.
-type fairListener struct {
-	net.Listener
-	open *atomic.Int64 // connections this worker holds
-}
-
-// Past fairFreeConns held connections, a worker waits fairDelayPerConn
-// per further one, at most fairDelayMax, before it accepts.
-const (
-	fairFreeConns    = 4
-	fairDelayPerConn = 5 * time.Microsecond
-	fairDelayMax     = time.Millisecond
-)
-
-func (l *fairListener) Accept() (net.Conn, error) {
-	if n := l.open.Load() - fairFreeConns; n > 0 {
-		time.Sleep(min(time.Duration(n)*fairDelayPerConn, fairDelayMax))
+// serveListener is what Serve accepts from: the passed connections as they
+// come (the primary enforces Options.MaxConns), or the shared socket
+// behind the connection cap.
+func (w *Worker) serveListener(open *atomic.Int64) net.Listener {
+	if _, ok := w.ln.(*passedListener); ok {
+		return w.ln
 	}
-	return l.Listener.Accept()
+	return &sharedListener{Listener: w.ln, open: open, max: int64(w.opts.MaxConns), stats: &w.accept}
 }
 
 // onceCloseListener lets Serve and the drain both close the listener.
@@ -279,13 +274,26 @@ func runWorker(ctx context.Context, id int, opts Options, fn func(context.Contex
 		nc.Close()
 		return err
 	}
+	w := &Worker{ID: id, log: newWorkerLogger(os.Stderr), opts: opts, readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout}
+	if f := files[fdConns]; f != nil {
+		// The primary accepts and passes connections: this worker never
+		// accepts from the shared socket, and keeps only its address.
+		pl, err := newPassedListener(f, ln.Addr(), &w.accept)
+		ln.Close()
+		if err != nil {
+			nc.Close()
+			return err
+		}
+		w.ln = pl
+	} else {
+		w.ln = ln
+	}
 	// The primary orchestrates stops: a signal to the whole process group
 	// (Ctrl-C in a terminal) must not kill workers behind its back. A
 	// SIGTERM sent to this worker alone drains it; the primary replaces it.
 	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2)
 
-	log := newWorkerLogger(os.Stderr)
-	w := &Worker{ID: id, ln: ln, log: log, opts: opts, readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout}
+	log := w.log
 	wctx, drain := context.WithCancel(ctx)
 	defer drain()
 	h := &workerIPC{w: w, drain: drain}
@@ -355,7 +363,11 @@ func (w *Worker) heartbeats(ctx context.Context) {
 		}
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		hb := Heartbeat{Requests: w.requests.Load(), RSS: procstat.RSS(), HeapAlloc: ms.HeapAlloc, Goroutines: runtime.NumGoroutine()}
+		hb := Heartbeat{Requests: w.requests.Load(), RSS: procstat.RSS(), HeapAlloc: ms.HeapAlloc, Goroutines: runtime.NumGoroutine(),
+			AcceptErrors: w.accept.errors.Load(), AcceptError: w.accept.lastError()}
+		if cs := w.conns.Load(); cs != nil {
+			hb.Conns = cs.open.Load()
+		}
 		if err := w.conn.Notify(msgHeartbeat, hb); err != nil {
 			return
 		}

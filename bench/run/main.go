@@ -40,6 +40,10 @@ type config struct {
 	Singles  int
 	Settle   time.Duration
 	Procs    bool
+
+	Balance     bool // also run the balancing section
+	BalanceOnly bool // run only the balancing section
+	Bal         balanceConfig
 }
 
 func main() {
@@ -57,8 +61,16 @@ func main() {
 	flag.DurationVar(&cfg.Settle, "settle", 5*time.Second, "idle time after the load before RSS is read again")
 	flag.BoolVar(&cfg.Procs, "gomaxprocs", true, "also run herd with N workers of GOMAXPROCS N each (oversubscribed), against the default")
 	flag.IntVar(&cfg.Singles, "singles", 20, "sequential single requests to /api/10000000 per contender and round (the fastest counts)")
+	flag.BoolVar(&cfg.Balance, "balance", true, "also run the balancing section (each --balance policy against plain net/http)")
+	flag.BoolVar(&cfg.BalanceOnly, "balance-only", false, "run only the balancing section")
+	flag.IntVar(&cfg.Bal.Rounds, "balance-rounds", 3, "balancing rounds")
+	flag.IntVar(&cfg.Bal.Trials, "balance-trials", 7, "balancing: spread trials per connection count and round")
+	flag.DurationVar(&cfg.Bal.Duration, "balance-d", 2*time.Second, "balancing: duration of each throughput and churn run")
+	flag.IntVar(&cfg.Bal.Idle, "balance-idle", 5000, "balancing: idle keep-alive connections in the idle case")
+	flag.IntVar(&cfg.Bal.Churn, "balance-churn", 50, "balancing: clients of the new-connection-per-request load")
 	flag.Parse()
 	if cfg.Quick {
+		cfg.Bal = balanceConfig{Rounds: 1, Trials: 2, Duration: time.Second, Idle: 500, Churn: 20}
 		cfg.Rounds, cfg.Duration, cfg.Warmup, cfg.Singles, cfg.Settle = 1, time.Second, 500*time.Millisecond, 5, 3*time.Second
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -189,6 +201,13 @@ func run(ctx context.Context, cfg config) error {
 		return fmt.Errorf("go build: %w", err)
 	}
 
+	if cfg.BalanceOnly {
+		report, err := runBalance(ctx, cfg, cfg.Bal, bin, work)
+		if err != nil {
+			return err
+		}
+		return writeReport(cfg, report)
+	}
 	res := &results{Contenders: cs, ByName: map[string][]roundResult{}, Machine: readMachine(cfg.Wrk),
 		LoadStart: loadavg(), Cfg: cfg, Started: time.Now()}
 	for r := 0; r < cfg.Rounds; r++ {
@@ -207,6 +226,17 @@ func run(ctx context.Context, cfg config) error {
 	res.Elapsed = time.Since(res.Started)
 
 	report := render(res)
+	if cfg.Balance {
+		bal, err := runBalance(ctx, cfg, cfg.Bal, bin, work)
+		if err != nil {
+			return err
+		}
+		report += "\n" + bal
+	}
+	return writeReport(cfg, report)
+}
+
+func writeReport(cfg config, report string) error {
 	fmt.Print(report)
 	if cfg.Out != "" {
 		if err := os.WriteFile(cfg.Out, []byte(report), 0o644); err != nil {

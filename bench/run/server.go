@@ -24,9 +24,10 @@ import (
 // contender is one server setup under test.
 type contender struct {
 	Name    string
-	Herd    bool // a herd binary (has the shared-state route wired, maybe)
-	Workers int  // herd workers; 0 for a single process
-	Procs   int  // --worker-gomaxprocs; 0 for herd's default
+	Herd    bool   // a herd binary (has the shared-state route wired, maybe)
+	Workers int    // herd workers; 0 for a single process
+	Procs   int    // --worker-gomaxprocs; 0 for herd's default
+	Balance string // --balance; empty for herd's default
 }
 
 func (c contender) args(bin string) []string {
@@ -41,6 +42,9 @@ func (c contender) args(bin string) []string {
 	a = append(a, "--workers", strconv.Itoa(c.Workers))
 	if c.Procs > 0 {
 		a = append(a, "--worker-gomaxprocs", strconv.Itoa(c.Procs))
+	}
+	if c.Balance != "" {
+		a = append(a, "--balance", c.Balance)
 	}
 	return a
 }

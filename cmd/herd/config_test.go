@@ -60,6 +60,8 @@ func TestServeConfigDefaults(t *testing.T) {
 		{"shutdown-timeout", c.ShutdownTimeout, 30 * time.Second},
 		{"log-format", c.LogFormat, "text"},
 		{"enable-crash-endpoint", c.EnableCrash, false},
+		{"balance", c.Balance, "least-conn"},
+		{"max-conns", c.MaxConns, 0},
 	} {
 		if f.got != f.want {
 			t.Errorf("default %s = %v, want %v", f.name, f.got, f.want)
@@ -315,6 +317,9 @@ func TestServeConfigBadValues(t *testing.T) {
 		{"flag without value", []string{"--port"}, nil, "", []string{"port"}, nil},
 		{"state file and redis", []string{"--state-file", "s.db", "--redis-url", "redis://x"}, nil, "", []string{"--state-file and --redis-url both set"}, nil},
 		{"state file in .env and redis in env", nil, map[string]string{"REDIS_URL": "redis://x"}, "STATE_FILE=s.db", []string{"STATE_FILE (from .env line 1) and REDIS_URL (from the environment) both set"}, nil},
+		{"balance round-robin", []string{"--balance", "round-robin"}, nil, "", []string{`--balance "round-robin"`, "least-conn, shared or sticky"}, nil},
+		{"BALANCE empty", nil, map[string]string{"BALANCE": ""}, "", []string{`BALANCE "" ` + fromEnv, "least-conn, shared or sticky"}, nil},
+		{"max-conns -1", []string{"--max-conns", "-1"}, nil, "", []string{`--max-conns "-1"`, "whole number"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := loadServeConfig(tc.args, sources{envMap(tc.env), writeDotenv(t, tc.dotenv)})

@@ -61,6 +61,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		PIDFile:          cfg.PIDFile,
 		WorkerGOMAXPROCS: cfg.WorkerProcs,
 		ControlSocket:    cfg.ControlSocket,
+		Balance:          cluster.Balance(cfg.Balance),
+		MaxConns:         cfg.MaxConns,
 		Logger:           log,
 		// Workers get no arguments and none of herd's settings in their
 		// environment: a password given by flag or REDIS_URL would be
@@ -69,9 +71,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		// They ask the primary for its configuration (callConfig).
 		Args:    []string{},
 		Environ: herdenv.Clean(os.Environ()),
-		// What a worker needs before it can ask: the drain time of a
-		// worker sent SIGTERM by itself. Not a secret.
-		Env: []string{envWorkerShutdown + "=" + cfg.ShutdownTimeout.String()},
+		// What a worker needs before it can ask (its drain time when sent
+		// SIGTERM alone, its connection cap) the library passes itself.
 	}
 	if opts.ControlSocket == "" {
 		opts.ControlSocket = cluster.ControlSocketAuto
@@ -151,11 +152,6 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 // resolved configuration (a serveConfig).
 const callConfig = "herd.config"
 
-// envWorkerShutdown passes --shutdown-timeout to workers, which need it
-// before they can ask the primary for the rest: it bounds the drain of a
-// worker sent SIGTERM on its own (the primary's drains say their time).
-const envWorkerShutdown = "HERD_WORKER_SHUTDOWN_TIMEOUT"
-
 // configTimeout bounds a worker's wait for its configuration.
 const configTimeout = 10 * time.Second
 
@@ -181,11 +177,9 @@ var errNoConfig = errors.New("herd: worker cannot get its configuration from the
 // environment or .env: it serves with the configuration its primary
 // resolved, fetched over the IPC socket.
 func serveWorker(ctx context.Context, stderr io.Writer) int {
-	var opts cluster.Options
-	if d, err := time.ParseDuration(os.Getenv(envWorkerShutdown)); err == nil && d > 0 {
-		opts.ShutdownTimeout = d
-	}
-	err := cluster.Run(ctx, opts, func(ctx context.Context, w *cluster.Worker) error {
+	// The library applies the primary's worker-side options (drain time,
+	// connection cap): these Options need none of their own.
+	err := cluster.Run(ctx, cluster.Options{}, func(ctx context.Context, w *cluster.Worker) error {
 		cctx, cancel := context.WithTimeout(ctx, configTimeout)
 		var cfg serveConfig
 		err := w.Call(cctx, callConfig, nil, &cfg)

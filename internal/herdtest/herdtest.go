@@ -110,6 +110,10 @@ type Proc struct {
 	waitErr error
 }
 
+// EnvBalance, when set in the test's environment, is the BALANCE that Start
+// gives herd: tests that run under each balancing policy set it.
+const EnvBalance = "HERDTEST_BALANCE"
+
 // Options for Start.
 type Options struct {
 	Env []string // extra environment entries
@@ -166,6 +170,10 @@ func Start(t testing.TB, opts Options, args ...string) *Proc {
 	}
 	// A -race binary sleeps a second at exit by default; tests time exits.
 	cmd.Env = append(append(CleanEnv(), "GORACE=atexit_sleep_ms=0"), opts.Env...)
+	if b := os.Getenv(EnvBalance); b != "" {
+		// A test run per balancing policy (herd's BALANCE is cleaned above).
+		cmd.Env = append(cmd.Env, "BALANCE="+b)
+	}
 	p := &Proc{t: t, Cmd: cmd, pids: map[int]bool{}, workers: map[int]bool{}, exited: make(chan struct{})}
 	// An *os.File pipe, so that Wait returns when this process exits even
 	// if a process it started (an upgraded primary) still holds the pipe.

@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The balancing section (-balance): each policy of herd serve --balance
+// against plain net/http, on the cases of issue 9: a few keep-alive
+// connections (their spread over the workers, and the throughput), new
+// connections while thousands of idle keep-alive connections are open, and
+// connection churn (a new connection per request).
+
+// balanceConfig bounds the section.
+type balanceConfig struct {
+	Rounds   int           // rounds; each runs every contender once, order rotated
+	Trials   int           // spread trials per connection count and round
+	Duration time.Duration // each throughput and churn run
+	Idle     int           // idle keep-alive connections for the idle case
+	Churn    int           // clients of the churn load
+}
+
+var balancePolicies = []string{"least-conn", "shared", "sticky"}
+
+// balanceSample is one contender's figures in one round.
+type balanceSample struct {
+	Exact     map[int]int        // by c: trials whose spread was exact
+	Trials    map[int]int        // by c: trials run
+	KeepAlive map[string]float64 // "c=2 /" → req/s
+	IdleRate  float64            // new connections/s with Idle idle connections open
+	Churn     float64            // new connections/s, no idle connections
+	Failed    int64              // failed requests in the churn and idle runs
+}
+
+func runBalance(ctx context.Context, cfg config, bc balanceConfig, bin, work string) (string, error) {
+	n := runtime.GOMAXPROCS(0)
+	cs := []contender{{Name: "plain"}}
+	for _, b := range balancePolicies {
+		cs = append(cs, contender{Name: "herd " + b, Herd: true, Workers: n, Balance: b})
+	}
+	res := map[string][]balanceSample{}
+	started := time.Now()
+	loadStart := loadavg()
+	for r := 0; r < bc.Rounds; r++ {
+		for i := range cs {
+			c := cs[(i+r)%len(cs)]
+			logf("balance round %d/%d: %s (load average %s)", r+1, bc.Rounds, c.Name, loadavg())
+			sm, err := measureBalance(ctx, cfg, bc, c, n, bin, work)
+			if err != nil {
+				return "", fmt.Errorf("balance round %d, %s: %w", r+1, c.Name, err)
+			}
+			res[c.Name] = append(res[c.Name], sm)
+		}
+	}
+	return renderBalance(res, cs, bc, n, readMachine(cfg.Wrk), loadStart, loadavg(), time.Since(started)), nil
+}
+
+func measureBalance(ctx context.Context, cfg config, bc balanceConfig, c contender, n int, bin, work string) (sm balanceSample, err error) {
+	s, err := start(ctx, c, bin, work)
+	if err != nil {
+		return sm, err
+	}
+	defer func() {
+		if serr := s.stop(); serr != nil && err == nil {
+			err = serr
+		}
+	}()
+	sm = balanceSample{Exact: map[int]int{}, Trials: map[int]int{}, KeepAlive: map[string]float64{}}
+	for _, conns := range []int{n, 2 * n} {
+		if c.Herd {
+			for range bc.Trials {
+				exact, err := spreadTrial(s.addr, conns, n)
+				if err != nil {
+					return sm, err
+				}
+				sm.Trials[conns]++
+				if exact {
+					sm.Exact[conns]++
+				}
+			}
+		}
+		for _, path := range []string{"/", "/api/10000000"} {
+			wc := cfg
+			wc.Conns, wc.Threads = conns, min(conns, 2)
+			w, _, err := runWrk(ctx, wc, bc.Duration, s.url(path))
+			if err != nil {
+				return sm, err
+			}
+			sm.KeepAlive[fmt.Sprintf("c=%d %s", conns, path)] = w.RPS
+		}
+	}
+	rate, failed := churn(s.addr, bc.Churn, bc.Duration)
+	sm.Churn, sm.Failed = rate, failed
+	idle, err := openIdle(s.addr, bc.Idle)
+	if err != nil {
+		return sm, err
+	}
+	rate, failed = churn(s.addr, bc.Churn, bc.Duration)
+	sm.IdleRate, sm.Failed = rate, sm.Failed+failed
+	for _, ic := range idle {
+		closeNow(ic)
+	}
+	return sm, nil
+}
+
+// spreadTrial opens conns keep-alive connections one after the other, one
+// request each, and reports whether every one of the n workers holds
+// ⌊conns/n⌋ or ⌈conns/n⌉ of them.
+func spreadTrial(addr string, conns, n int) (bool, error) {
+	per := map[string]int{}
+	var open []net.Conn
+	defer func() {
+		for _, c := range open {
+			closeNow(c)
+		}
+		time.Sleep(50 * time.Millisecond) // let the closes reach the primary before the next trial
+	}()
+	for range conns {
+		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err != nil {
+			return false, err
+		}
+		open = append(open, c)
+		h, err := request(c, bufio.NewReader(c), "/pid")
+		if err != nil {
+			return false, err
+		}
+		per[h.Get("X-Worker-Id")]++
+	}
+	lo, hi := conns/n, (conns+n-1)/n
+	if lo > 0 && len(per) != n {
+		return false, nil
+	}
+	for _, k := range per {
+		if k < lo || k > hi {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// request sends GET path on c and reads the answer.
+func request(c net.Conn, br *bufio.Reader, path string) (http.Header, error) {
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: bench\r\n\r\n", path); err != nil {
+		return nil, err
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return nil, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err == nil && resp.StatusCode != 200 {
+		err = fmt.Errorf("status %s", resp.Status)
+	}
+	return resp.Header, err
+}
+
+// closeNow closes c with a reset: no TIME_WAIT on the client, so that
+// churn does not run the machine out of local ports.
+func closeNow(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	c.Close()
+}
+
+func openIdle(addr string, k int) ([]net.Conn, error) {
+	var conns []net.Conn
+	for range k {
+		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err == nil {
+			_, err = request(c, bufio.NewReader(c), "/pid")
+		}
+		if err != nil {
+			for _, c := range conns {
+				closeNow(c)
+			}
+			return nil, fmt.Errorf("idle connection %d: %w", len(conns)+1, err)
+		}
+		conns = append(conns, c)
+	}
+	return conns, nil
+}
+
+// churn runs clients that each open a connection, send GET / on it, read
+// the answer and close it, for d; it returns the successful requests per
+// second and the failures.
+func churn(addr string, clients int, d time.Duration) (float64, int64) {
+	var ok, failed atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	end := start.Add(d)
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) {
+				c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+				if err == nil {
+					_, err = request(c, bufio.NewReader(c), "/")
+					closeNow(c)
+				}
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(ok.Load()) / time.Since(start).Seconds(), failed.Load()
+}
+
+func medianOf(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)/2]
+}
+
+func renderBalance(res map[string][]balanceSample, cs []contender, bc balanceConfig, n int, m machine, load0, load1 string, took time.Duration) string {
+	var b strings.Builder
+	p := func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }
+	plain := res["plain"]
+	med := func(name string, f func(balanceSample) float64) float64 {
+		var xs []float64
+		for _, s := range res[name] {
+			xs = append(xs, f(s))
+		}
+		return medianOf(xs)
+	}
+	p("## Balancing\n\n")
+	p("`go run ./bench/run -balance-only` (part of `make bench`): %d rounds, each running every contender once in a rotated order; "+
+		"herd with %d workers (this machine's GOMAXPROCS) under each `--balance` policy against plain net/http. "+
+		"Machine: %s; load average %s at the start, %s at the end; %s in all.\n\n", bc.Rounds, n, fmt.Sprintf("%d cores (%s), Linux %s, %s", m.Cores, m.CPU.Model, m.Kernel, m.Go), load0, load1, took.Round(time.Second))
+	p("- **spread**: c keep-alive connections opened one after the other, one request each; a trial is exact when every worker holds ⌊c/N⌋ or ⌈c/N⌉ (X-Worker-Id). %d trials per round.\n", bc.Trials)
+	p("- **keep-alive req/s**: wrk, c connections, %v, median of the rounds (ratio to plain in brackets).\n", bc.Duration)
+	p("- **churn**: %d clients, each opening a connection per request (`GET /`, closed after the answer), %v; **idle**: the same with %d idle keep-alive connections open.\n\n", bc.Churn, bc.Duration, bc.Idle)
+	header := []string{"contender"}
+	for _, c := range []int{n, 2 * n} {
+		header = append(header, fmt.Sprintf("spread c=%d", c))
+	}
+	keys := []string{}
+	for _, c := range []int{n, 2 * n} {
+		for _, path := range []string{"/", "/api/10000000"} {
+			keys = append(keys, fmt.Sprintf("c=%d %s", c, path))
+		}
+	}
+	header = append(header, keys...)
+	header = append(header, "churn conn/s", fmt.Sprintf("idle %d conn/s", bc.Idle), "failed")
+	p("| %s |\n|%s\n", strings.Join(header, " | "), strings.Repeat("---|", len(header)))
+	ratio := func(v, base float64) string {
+		if base <= 0 || len(plain) == 0 {
+			return fmt.Sprintf("%.0f", v)
+		}
+		return fmt.Sprintf("%.0f (%.2f×)", v, v/base)
+	}
+	for _, c := range cs {
+		row := []string{c.Name}
+		for _, k := range []int{n, 2 * n} {
+			if !c.Herd {
+				row = append(row, "—")
+				continue
+			}
+			exact, trials := 0, 0
+			for _, s := range res[c.Name] {
+				exact += s.Exact[k]
+				trials += s.Trials[k]
+			}
+			row = append(row, fmt.Sprintf("%d/%d exact", exact, trials))
+		}
+		for _, key := range keys {
+			v := med(c.Name, func(s balanceSample) float64 { return s.KeepAlive[key] })
+			row = append(row, ratio(v, med("plain", func(s balanceSample) float64 { return s.KeepAlive[key] })))
+		}
+		row = append(row, ratio(med(c.Name, func(s balanceSample) float64 { return s.Churn }), med("plain", func(s balanceSample) float64 { return s.Churn })))
+		row = append(row, ratio(med(c.Name, func(s balanceSample) float64 { return s.IdleRate }), med("plain", func(s balanceSample) float64 { return s.IdleRate })))
+		var failed int64
+		for _, s := range res[c.Name] {
+			failed += s.Failed
+		}
+		row = append(row, strconv.FormatInt(failed, 10))
+		p("| %s |\n", strings.Join(row, " | "))
+	}
+	p("\n")
+	return b.String()
+}

@@ -1,0 +1,313 @@
+package cluster
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// acceptN dials n connections to addr, one after the other, and accepts
+// them from acc; it returns the time between one accept and the next, for
+// each, and the accepted connections.
+func acceptN(t *testing.T, addr string, acc net.Listener, n int) ([]time.Duration, []net.Conn) {
+	t.Helper()
+	errC := make(chan error, 1)
+	var clients []net.Conn
+	go func() {
+		for range n {
+			c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+			if err != nil {
+				errC <- err
+				return
+			}
+			clients = append(clients, c)
+		}
+		errC <- nil
+	}()
+	var got []net.Conn
+	var gaps []time.Duration
+	last := time.Now()
+	for range n {
+		c, err := acc.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		gaps = append(gaps, now.Sub(last))
+		last = now
+		got = append(got, c)
+	}
+	if err := <-errC; err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, c := range append(got, clients...) {
+			c.Close()
+		}
+	})
+	return gaps, got
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// The listener Serve accepts from under BalanceShared takes new connections
+// as fast with 1,000 idle connections open as with none. (The fairListener
+// it replaces slept up to 1 ms before each accept once its worker held
+// connections: about ten times slower here, which this test catches.)
+func TestSharedListenerIdleConnectionsDoNotSlowAccept(t *testing.T) {
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tl.Close()
+	w := &Worker{ln: tl, opts: Options{Balance: BalanceShared}}
+	var open atomic.Int64
+	ln := w.serveListener(&open)
+	addr := tl.Addr().String()
+
+	// The median time per accept: a busy machine stalls a few of them
+	// (the fairListener slept before every one).
+	acceptN(t, addr, ln, 100) // warm up
+	gaps, _ := acceptN(t, addr, ln, 500)
+	without := median(gaps)
+	_, idle := acceptN(t, addr, ln, 1000)
+	open.Add(int64(len(idle)))
+	gaps, _ = acceptN(t, addr, ln, 500)
+	with := median(gaps)
+	ratio := without.Seconds() / with.Seconds()
+	t.Logf("median time per accept: %v without idle connections, %v with 1,000 (rate ratio %.2f)", without, with, ratio)
+	if ratio < 0.5 {
+		t.Fatalf("1,000 idle connections slowed accepting from %v to %v each (rate ratio %.2f, want at least 0.5)", without, with, ratio)
+	}
+}
+
+// otherErrListener fails its first accepts with an error that more waiting
+// does not cure.
+type otherErrListener struct {
+	net.Listener
+	fails atomic.Int64
+}
+
+func (l *otherErrListener) Accept() (net.Conn, error) {
+	if l.fails.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: &net.AddrError{}}
+	}
+	return l.Listener.Accept()
+}
+
+// emfileErrListener fails its first accepts with EMFILE, as a process out
+// of descriptors does.
+type emfileErrListener struct {
+	net.Listener
+	fails atomic.Int64
+}
+
+func (l *emfileErrListener) Accept() (net.Conn, error) {
+	if l.fails.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: syscall.EMFILE}
+	}
+	return l.Listener.Accept()
+}
+
+// Out of descriptors, a worker's accept backs off and retries instead of
+// returning the error (net/http would log a line per attempt) or spinning,
+// and counts the failures for its heartbeat. Other errors pass through.
+func TestSharedListenerBacksOffWhenOutOfDescriptors(t *testing.T) {
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tl.Close()
+	fl := &emfileErrListener{Listener: tl}
+	fl.fails.Store(3)
+	w := &Worker{ln: fl}
+	var open atomic.Int64
+	ln := w.serveListener(&open)
+	go func() {
+		if c, err := net.Dial("tcp", tl.Addr().String()); err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	start := time.Now()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatalf("Accept returned %v, want a connection after the descriptors came back", err)
+	}
+	c.Close()
+	if d := time.Since(start); d < acceptBackoffMin+2*acceptBackoffMin {
+		t.Errorf("three failed accepts retried within %v: no back-off", d)
+	}
+	if got := w.accept.errors.Load(); got != 3 {
+		t.Errorf("accept errors counted: %d, want 3", got)
+	}
+	if !strings.Contains(w.accept.lastError(), syscall.EMFILE.Error()) {
+		t.Errorf("last accept error not recorded")
+	}
+
+	other := &otherErrListener{Listener: tl}
+	other.fails.Store(1)
+	w2 := &Worker{ln: other}
+	if _, err := w2.serveListener(&open).Accept(); err == nil {
+		t.Fatal("an accept error other than running out of descriptors was swallowed")
+	}
+}
+
+// A worker at Options.MaxConns does not accept until one of its
+// connections closes.
+func TestSharedListenerWaitsAtMaxConns(t *testing.T) {
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tl.Close()
+	w := &Worker{ln: tl, opts: Options{MaxConns: 2}}
+	var open atomic.Int64
+	open.Store(2)
+	ln := w.serveListener(&open)
+	c, err := net.Dial("tcp", tl.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got := make(chan net.Conn, 1)
+	go func() {
+		if a, err := ln.Accept(); err == nil {
+			got <- a
+		}
+	}()
+	select {
+	case a := <-got:
+		a.Close()
+		t.Fatal("accepted a third connection at --max-conns 2")
+	case <-time.After(100 * time.Millisecond):
+	}
+	open.Add(-1)
+	select {
+	case a := <-got:
+		a.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("no accept once a connection closed")
+	}
+}
+
+func TestParseBalance(t *testing.T) {
+	for _, s := range []string{"least-conn", "shared", "sticky"} {
+		if b, err := ParseBalance(s); err != nil || string(b) != s {
+			t.Errorf("ParseBalance(%q) = %q, %v", s, b, err)
+		}
+	}
+	if b, err := ParseBalance(""); err != nil || b != DefaultBalance {
+		t.Errorf("ParseBalance(\"\") = %q, %v, want the default", b, err)
+	}
+	if _, err := ParseBalance("round-robin"); err == nil {
+		t.Error("ParseBalance accepted round-robin")
+	}
+}
+
+// The dispatcher's no-loss rule, in one process: connections passed to a
+// worker that goes away without acknowledging them (its socket closed, as
+// when it is SIGKILLed) reach another worker, with what their clients sent.
+func TestDispatcherPassesOnWhatAGoneWorkerNeverTook(t *testing.T) {
+	tl, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tl.Close()
+	d := newDispatcher(tl, BalanceLeastConn, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	worker := func(pid int) *passedListener {
+		uc, f, err := connPair()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.add(pid, pid, uc)
+		pl, err := newPassedListener(f, tl.Addr(), &acceptStats{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.setEligible(pid, true)
+		return pl
+	}
+	gone, alive := worker(1), worker(2)
+	go d.run()
+	defer func() { d.close(); d.wait(5 * time.Second) }()
+
+	const n = 6
+	for i := range n {
+		c, err := net.Dial("tcp", tl.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte{byte('a' + i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[byte]bool{}
+	accept := func() {
+		type res struct {
+			c   net.Conn
+			err error
+		}
+		rc := make(chan res, 1)
+		go func() {
+			c, err := alive.Accept()
+			rc <- res{c, err}
+		}()
+		var c net.Conn
+		select {
+		case r := <-rc:
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			c = r.c
+		case <-time.After(10 * time.Second):
+			t.Fatalf("after %d connections, none more reached the live worker within 10s", len(got))
+		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b := make([]byte, 1)
+		if _, err := io.ReadFull(c, b); err != nil {
+			t.Fatalf("a passed connection lost its client's byte: %v", err)
+		}
+		got[b[0]] = true
+	}
+	// Least-conn gives each worker half; the one that never accepts then
+	// goes away.
+	for range n / 2 {
+		accept()
+	}
+	gone.uc.Close()
+	for range n / 2 {
+		accept()
+	}
+	if len(got) != n {
+		t.Fatalf("the live worker got %d distinct connections, want %d: %v", len(got), n, got)
+	}
+}
+
+// A worker that cannot accept says so in its heartbeats, every second; the
+// primary logs it once per worker, not once per heartbeat.
+func TestPrimaryLogsAcceptFailuresOnce(t *testing.T) {
+	h := newHarness(t, 1)
+	pid := h.live(1).pid
+	h.p.handle(evReady{pid})
+	for i := range 5 {
+		h.p.handle(evBeat{pid, Heartbeat{AcceptErrors: uint64(10 * (i + 1)), AcceptError: "accept4: too many open files"}})
+	}
+	if n := strings.Count(h.logs.String(), "worker cannot accept connections"); n != 1 {
+		t.Fatalf("logged %d times, want once:\n%s", n, h.logs)
+	}
+	if !strings.Contains(h.logs.String(), "too many open files") {
+		t.Errorf("the log line does not carry the error:\n%s", h.logs)
+	}
+}
