@@ -45,6 +45,8 @@ type Heartbeat struct {
 	RSS        uint64 `json:"rss"`
 	HeapAlloc  uint64 `json:"heapAlloc"`
 	Goroutines int    `json:"goroutines"`
+
+	Figures `json:"figures"` // request figures (metrics.go)
 }
 
 type drainMsg struct {
@@ -65,6 +67,7 @@ type Worker struct {
 	opts Options
 
 	requests atomic.Uint64
+	metrics  *reqMetrics   // nil: not counted (metrics.go)
 	readyC   chan struct{} // closed by Ready
 	ready    sync.Once
 
@@ -123,6 +126,7 @@ type Status struct {
 	PrimaryPID int            `json:"primaryPid"`
 	Addr       string         `json:"addr"`
 	Want       int            `json:"want"`
+	AdminAddr  string         `json:"adminAddr,omitempty"` // the admin HTTP listener, once it listens
 	Workers    []WorkerStatus `json:"workers"`
 }
 
@@ -163,10 +167,10 @@ func NewServer(h http.Handler) *http.Server {
 // proxies and any POST do not).
 func (w *Worker) Serve(ctx context.Context, h http.Handler) error {
 	cs := newConns()
-	srv := NewServer(cs.wrap(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		w.requests.Add(1)
-		h.ServeHTTP(rw, r)
-	})))
+	if w.metrics != nil {
+		w.metrics.conns.Store(&cs.open)
+	}
+	srv := NewServer(cs.wrap(w.instrument(h)))
 	srv.ConnState = cs.track
 	ln := &onceCloseListener{Listener: &fairListener{Listener: w.ln, open: &cs.open}}
 	errC := make(chan error, 1)
@@ -284,7 +288,7 @@ func runWorker(ctx context.Context, id int, opts Options, fn func(context.Contex
 	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2)
 
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	w := &Worker{ID: id, ln: ln, log: log, opts: opts, readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout}
+	w := &Worker{ID: id, ln: ln, log: log, opts: opts, metrics: newReqMetrics(), readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout}
 	wctx, drain := context.WithCancel(ctx)
 	defer drain()
 	h := &workerIPC{w: w, drain: drain}
@@ -316,6 +320,7 @@ func runWorker(ctx context.Context, id int, opts Options, fn func(context.Contex
 	go releaseWhenIdle(wctx, w.requests.Load)
 
 	err = fn(wctx, w)
+	_ = w.conn.Notify(msgHeartbeat, w.heartbeat()) // the last figures: nothing served is left uncounted
 	w.conn.Close()
 	<-w.conn.Done()
 	return err
@@ -330,13 +335,20 @@ func (w *Worker) heartbeats(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		hb := Heartbeat{Requests: w.requests.Load(), RSS: procstat.RSS(), HeapAlloc: ms.HeapAlloc, Goroutines: runtime.NumGoroutine()}
-		if err := w.conn.Notify(msgHeartbeat, hb); err != nil {
+		if err := w.conn.Notify(msgHeartbeat, w.heartbeat()); err != nil {
 			return
 		}
 	}
+}
+
+func (w *Worker) heartbeat() Heartbeat {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	hb := Heartbeat{Requests: w.requests.Load(), RSS: procstat.RSS(), HeapAlloc: ms.HeapAlloc, Goroutines: runtime.NumGoroutine()}
+	if w.metrics != nil {
+		hb.Figures = w.metrics.figures()
+	}
+	return hb
 }
 
 func runSingle(ctx context.Context, opts Options, fn func(context.Context, *Worker) error) error {
@@ -347,7 +359,7 @@ func runSingle(ctx context.Context, opts Options, fn func(context.Context, *Work
 	opts.Logger.Info("listening", "addr", ln.Addr().String(), "pid", os.Getpid(), "mode", "single process")
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	w := &Worker{ln: ln, log: opts.Logger, opts: opts, readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout}
+	w := &Worker{ln: ln, log: opts.Logger, opts: opts, metrics: newReqMetrics(), readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout}
 	relCtx, stopRelease := context.WithCancel(ctx)
 	defer stopRelease()
 	go releaseWhenIdle(relCtx, w.requests.Load)

@@ -39,6 +39,8 @@ var serveSettings = []setting{
 	{flag: "worker-gomaxprocs", env: "WORKER_GOMAXPROCS", def: "", usage: "GOMAXPROCS of each worker (default: usable cores / workers, at least 1)"},
 	{flag: "pid-file", env: "PID_FILE", def: "", usage: "write the live primary's pid here (follows binary upgrades)"},
 	{flag: "control-socket", env: "CONTROL_SOCKET", def: "", usage: "control socket path (default: herd-PORT.sock in the temp dir)"},
+	{flag: "admin-addr", env: "ADMIN_ADDR", def: "auto", usage: "admin HTTP listener (metrics, dashboard): host:port, auto (127.0.0.1:PORT+6300) or off"},
+	{flag: "admin-token", env: "ADMIN_TOKEN", def: "", usage: "token for the dashboard's actions (empty: generated into a file next to the control socket)"},
 }
 
 // Cluster modes.
@@ -71,6 +73,8 @@ type serveConfig struct {
 	PIDFile         string
 	ControlSocket   string // empty: derived from the port
 	WorkerProcs     int    // 0: automatic
+	AdminAddr       string // "": off (admin.go)
+	AdminToken      string
 }
 
 // configError is a bad setting: the command prints it as one line and
@@ -250,6 +254,10 @@ func loadServeConfig(args []string, lookupEnv func(string) (string, bool), doten
 	}
 	c.PIDFile = strings.TrimSpace(v["pid-file"])
 	c.ControlSocket = strings.TrimSpace(v["control-socket"])
+	if c.AdminAddr, err = parseAdminAddr(st("admin-addr"), v["admin-addr"]); err != nil {
+		return c, nil, err
+	}
+	c.AdminToken = strings.TrimSpace(v["admin-token"])
 	return c, rest, nil
 }
 
