@@ -11,8 +11,10 @@
 //	POST /api/workers/{id}/restart  replace one worker; answers once the new one serves
 //
 // Reading needs no token on a loopback listener; on any other it needs the
-// token, as "Authorization: Bearer TOKEN" or "?token=TOKEN". Actions always
-// need it, and are refused, with the reason, when no token is configured.
+// token when one is configured, as "Authorization: Bearer TOKEN" or
+// "?token=TOKEN" (with none, the operator chose to expose the figures).
+// Actions always need the token, and are refused, with the reason, when no
+// token is configured.
 // Errors are JSON {"error": "..."}.
 package admin
 
@@ -92,11 +94,7 @@ func (e badRequest) Error() string { return e.msg }
 // guard asks for the token where reading needs one.
 func (s *server) guard(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost && !s.ac.Loopback && !s.authorized(r) {
-			if s.ac.Token == "" {
-				writeError(w, http.StatusForbidden, "this admin listener is not on loopback and no admin token is configured: set --admin-token/ADMIN_TOKEN")
-				return
-			}
+		if r.Method != http.MethodPost && !s.ac.Loopback && s.ac.Token != "" && !s.authorized(r) {
 			writeError(w, http.StatusUnauthorized, "this admin listener is not on loopback: send the admin token (Authorization: Bearer TOKEN, or ?token=TOKEN)")
 			return
 		}
