@@ -11,7 +11,7 @@ import (
 
 // LatencyBuckets are the upper bounds, in seconds, of the request latency
 // histogram every worker keeps; a last, unbounded bucket follows them.
-var LatencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+var LatencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
 // Figures are a worker's request figures, carried in its heartbeats. The
 // counters are cumulative since the worker started, so a lost heartbeat

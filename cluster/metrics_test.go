@@ -14,7 +14,7 @@ func TestHistogramQuantile(t *testing.T) {
 		t.Errorf("empty histogram: quantile %v, want NaN", q)
 	}
 	// 100 observations in (1ms, 2.5ms], 100 in (10ms, 25ms].
-	h.Counts[2], h.Counts[5] = 100, 100
+	h.Counts[4], h.Counts[7] = 100, 100
 	for _, c := range []struct{ q, want float64 }{{.25, .00175}, {.5, .0025}, {.75, .0175}, {.99, .0247}} {
 		if got := h.Quantile(c.q); math.Abs(got-c.want) > 1e-9 {
 			t.Errorf("Quantile(%v) = %v, want %v", c.q, got, c.want)
@@ -24,7 +24,7 @@ func TestHistogramQuantile(t *testing.T) {
 	if got := h.Quantile(.99); got != 10 {
 		t.Errorf("Quantile above the last bound = %v, want the last bound 10", got)
 	}
-	d := h.Sub(Histogram{Counts: []uint64{0, 0, 50}})
+	d := h.Sub(Histogram{Counts: []uint64{0, 0, 0, 0, 50}})
 	if d.Count() != 1150 {
 		t.Errorf("Sub: %d observations, want 1150", d.Count())
 	}

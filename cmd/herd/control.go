@@ -32,6 +32,9 @@ func cmdControl(ctx context.Context, name string, args []string, stdout, stderr 
 		fmt.Fprint(stdout, controlUsage[name])
 		return exitOK
 	}
+	if name == "status" && wantsWatch(args) {
+		return cmdTop(ctx, args, stdout, stderr) // top.go
+	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	port := fs.String("port", "", "port of the primary to control (default $PORT or 3000)")
 	sock := fs.String("control-socket", "", "control socket path (overrides --port)")

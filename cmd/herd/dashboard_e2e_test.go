@@ -141,14 +141,16 @@ func TestDashboardInABrowser(t *testing.T) {
 	// The numbers move under load.
 	l := startLoad(t, p.URL+"/api/20", 8)
 	l.waitRequests(t, p, 500)
-	waitPage(t, ctx, 20*time.Second, "requests/s above 0 in the totals and on both workers",
+	// Which worker takes the load's few connections is up to the kernel:
+	// the totals and some worker's row must move.
+	waitPage(t, ctx, 20*time.Second, "requests/s above 0 in the totals and in a worker's row",
 		`parseFloat(document.querySelector("#total-rps").textContent.replace(/,/g,"")) > 0 && `+
-			`parseFloat(`+rowJS(1, "rps")+`.replace(/,/g,"")) > 0 && parseFloat(`+rowJS(2, "rps")+`.replace(/,/g,"")) > 0`)
-	waitPage(t, ctx, 20*time.Second, "a p99 latency", `/ms$/.test(`+rowJS(1, "p99")+`)`)
+			`[...document.querySelectorAll("#workers td.rps")].some(td => parseFloat(td.textContent.replace(/,/g,"")) > 0)`)
+	waitPage(t, ctx, 20*time.Second, "a p99 latency", `/ms$/.test(document.querySelector("#total-lat").textContent)`)
 	n1 := pageText(t, ctx, `#total-requests`)
 	waitPage(t, ctx, 20*time.Second, "the request total growing", fmt.Sprintf(`document.querySelector("#total-requests").textContent !== %q`, n1))
 	if path := os.Getenv("HERD_DASHBOARD_SCREENSHOT"); path != "" {
-		time.Sleep(3 * time.Second) // let the sparklines fill a little: a picture, not a condition
+		time.Sleep(20 * time.Second) // let the sparklines fill: a picture for the README, not a condition
 		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 		if err != nil {
 			t.Fatal(err)
