@@ -64,6 +64,12 @@ type WorkerView struct {
 	P99History []*float64        `json:"p99History"`
 }
 
+// rate is a worker's requests/s and latencies between two heartbeats.
+type rate struct {
+	rps   float64
+	delta cluster.Histogram
+}
+
 type actionsView struct {
 	Allowed   bool   `json:"allowed"`
 	Why       string `json:"why,omitempty"`
@@ -79,6 +85,7 @@ type history struct {
 
 	mu     sync.Mutex
 	prev   *cluster.Metrics
+	rates  map[int]rate // by worker slot, over its last two heartbeats
 	view   *View
 	rps    map[int][]float64
 	p99    map[int][]*float64
@@ -118,13 +125,12 @@ func (h *history) sample() {
 	v := &View{Time: m.Time, PrimaryPID: m.PrimaryPID, Addr: m.Addr, Want: m.Want, Ready: m.Ready, Stale: m.Stale,
 		Backlog: m.Backlog, Reloads: m.Reloads}
 	prev := map[int]cluster.WorkerMetrics{}
-	var dt float64
 	if h.prev != nil {
-		dt = m.Time.Sub(h.prev.Time).Seconds()
 		for _, w := range h.prev.Workers {
 			prev[w.ID] = w
 		}
 	}
+	rows := map[int]rate{}
 	var allDelta cluster.Histogram
 	var allReqs float64
 	for _, w := range m.Workers {
@@ -136,14 +142,23 @@ func (h *history) sample() {
 		for _, n := range w.Restarts {
 			wv.Restarts += n
 		}
-		if p, ok := prev[w.ID]; ok && dt > 0 {
-			reqs := float64(w.Requests - min(p.Requests, w.Requests))
-			wv.RPS = reqs / dt
-			d := w.Latency.Sub(p.Latency)
-			wv.P50, wv.P99 = ms(d.Quantile(.5)), ms(d.Quantile(.99))
-			allDelta = allDelta.Add(d)
-			allReqs += reqs
+		// Figures change once per heartbeat: a rate is over the time
+		// between two heartbeats, and holds until the next one arrives.
+		r := h.rates[w.ID]
+		if p, ok := prev[w.ID]; ok {
+			if dt := w.LastBeat.Sub(p.LastBeat).Seconds(); dt > 0 && w.PID == p.PID {
+				r = rate{rps: float64(w.Requests-min(p.Requests, w.Requests)) / dt, delta: w.Latency.Sub(p.Latency)}
+			} else if w.PID != p.PID {
+				r = rate{}
+			}
 		}
+		rows[w.ID] = r
+		wv.RPS = r.rps
+		if r.delta.Count() > 0 {
+			wv.P50, wv.P99 = ms(r.delta.Quantile(.5)), ms(r.delta.Quantile(.99))
+		}
+		allDelta = allDelta.Add(r.delta)
+		allReqs += r.rps
 		h.rps[w.ID] = push(h.rps[w.ID], wv.RPS, h.n)
 		h.p99[w.ID] = push(h.p99[w.ID], wv.P99, h.n)
 		wv.RPSHistory = append([]float64(nil), h.rps[w.ID]...)
@@ -155,10 +170,9 @@ func (h *history) sample() {
 		v.Totals.RSS += w.RSS
 		v.Totals.Restarts += wv.Restarts
 	}
-	if dt > 0 {
-		v.Totals.RPS = allReqs / dt
-		v.Totals.P50, v.Totals.P99 = ms(allDelta.Quantile(.5)), ms(allDelta.Quantile(.99))
-	}
+	h.rates = rows
+	v.Totals.RPS = allReqs
+	v.Totals.P50, v.Totals.P99 = ms(allDelta.Quantile(.5)), ms(allDelta.Quantile(.99))
 	h.allRPS = push(h.allRPS, v.Totals.RPS, h.n)
 	h.allP99 = push(h.allP99, v.Totals.P99, h.n)
 	v.RPSHistory = append([]float64(nil), h.allRPS...)

@@ -641,7 +641,7 @@ func (p *primary) status() Status {
 	for _, pr := range p.procs {
 		s.Workers = append(s.Workers, WorkerStatus{
 			ID: pr.id, PID: pr.pid, State: pr.state, Started: pr.started,
-			Restarts: p.slot(pr.id).restarts, Heartbeat: pr.hb,
+			Restarts: p.slot(pr.id).restarts, Heartbeat: pr.hb, Beat: pr.lastBeat,
 		})
 	}
 	sort.Slice(s.Workers, func(i, j int) bool {

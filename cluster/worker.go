@@ -119,6 +119,8 @@ type WorkerStatus struct {
 	Started   time.Time `json:"started"`
 	Restarts  int       `json:"restarts"`
 	Heartbeat           // the latest figures the worker reported
+
+	Beat time.Time `json:"beat"` // when Heartbeat arrived (rates: Δrequests / Δbeat)
 }
 
 // Status is the cluster as the primary sees it.

@@ -98,8 +98,16 @@ func cmdTop(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 type snapshot struct {
-	at time.Time
-	st cluster.Status
+	at   time.Time
+	st   cluster.Status
+	rows map[int]topRow // by pid
+}
+
+// topRow is one worker's figures over its last two heartbeats.
+type topRow struct {
+	rate  float64
+	delta cluster.Histogram
+	ok    bool
 }
 
 // printTop prints one table; rates and quantiles come from the difference
@@ -108,13 +116,12 @@ type snapshot struct {
 func printTop(w io.Writer, cur, prev *snapshot) {
 	s := cur.st
 	byPID := map[int]cluster.WorkerStatus{}
-	var dt float64
 	if prev != nil {
-		dt = cur.at.Sub(prev.at).Seconds()
 		for _, wk := range prev.st.Workers {
 			byPID[wk.PID] = wk
 		}
 	}
+	cur.rows = map[int]topRow{}
 	ready := 0
 	for _, wk := range s.Workers {
 		if wk.State == cluster.StateReady {
@@ -130,15 +137,27 @@ func printTop(w io.Writer, cur, prev *snapshot) {
 	fmt.Fprintln(tw, "ID\tPID\tSTATE\tUPTIME\tRESTARTS\tREQ/S\tP50\tP99\tIN-FLIGHT\tCONNS\tREQUESTS\tMEMORY\t")
 	var totalRate float64
 	var all cluster.Histogram
+	anyRate := false
 	for _, wk := range s.Workers {
+		// Figures change once per heartbeat: rates are over the time
+		// between the two heartbeats compared, and a worker whose
+		// heartbeat has not changed since the last table keeps its row.
+		var row topRow
+		if old, ok := byPID[wk.PID]; ok {
+			if dt := wk.Beat.Sub(old.Beat).Seconds(); dt > 0 && wk.Requests >= old.Requests {
+				row = topRow{rate: float64(wk.Requests-old.Requests) / dt, delta: wk.Latency.Sub(old.Latency), ok: true}
+			} else {
+				row = prev.rows[wk.PID]
+			}
+		}
+		cur.rows[wk.PID] = row
 		rate, p50, p99 := "–", "–", "–"
-		if old, ok := byPID[wk.PID]; ok && dt > 0 && wk.Requests >= old.Requests {
-			r := float64(wk.Requests-old.Requests) / dt
-			totalRate += r
-			rate = fmt.Sprintf("%.1f", r)
-			d := wk.Latency.Sub(old.Latency)
-			all = all.Add(d)
-			p50, p99 = fmtLatency(d.Quantile(.5)), fmtLatency(d.Quantile(.99))
+		if row.ok {
+			anyRate = true
+			totalRate += row.rate
+			rate = fmt.Sprintf("%.1f", row.rate)
+			all = all.Add(row.delta)
+			p50, p99 = fmtLatency(row.delta.Quantile(.5)), fmtLatency(row.delta.Quantile(.99))
 		}
 		mem := "–"
 		if wk.RSS > 0 {
@@ -147,7 +166,7 @@ func printTop(w io.Writer, cur, prev *snapshot) {
 		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t\n", wk.ID, wk.PID, wk.State,
 			humanDuration(cur.at.Sub(wk.Started)), wk.Restarts, rate, p50, p99, wk.InFlight, wk.Conns, wk.Requests, mem)
 	}
-	if prev != nil && dt > 0 {
+	if anyRate {
 		fmt.Fprintf(tw, "all\t\t\t\t\t%.1f\t%s\t%s\t\t\t\t\t\n", totalRate, fmtLatency(all.Quantile(.5)), fmtLatency(all.Quantile(.99)))
 	}
 	tw.Flush()
