@@ -31,7 +31,8 @@ function spark(svg, values) {
   const w = 180, h = 32;
   const vals = values.map((v) => (v === null || v === undefined ? 0 : v));
   const hi = Math.max(1e-9, ...vals);
-  const step = w / Math.max(1, 179);
+  // At least a minute across, so a short history is not a speck.
+  const step = w / Math.max(59, vals.length - 1);
   const x0 = w - (vals.length - 1) * step;
   const pts = vals.map((v, i) => (x0 + i * step).toFixed(1) + "," + (h - 1 - (v / hi) * (h - 2)).toFixed(1)).join(" ");
   let line = svg.firstChild;
