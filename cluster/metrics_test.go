@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -117,6 +118,37 @@ func BenchmarkInstrument(b *testing.B) {
 				r := httptest.NewRequest("GET", "/", nil)
 				for pb.Next() {
 					h.ServeHTTP(rw, r)
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkInstrumentLoopback is the same comparison over real HTTP on
+// loopback with keep-alive connections: what a request costs end to end.
+func BenchmarkInstrumentLoopback(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		name := "metrics=off"
+		if on {
+			name = "metrics=on"
+		}
+		b.Run(name, func(b *testing.B) {
+			mux := http.NewServeMux()
+			mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello\n")) })
+			w := &Worker{metrics: newReqMetrics(), opts: Options{DisableRequestMetrics: !on}}
+			srv := httptest.NewServer(w.instrument(mux))
+			defer srv.Close()
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+			defer client.CloseIdleConnections()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					resp, err := client.Get(srv.URL + "/")
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
 				}
 			})
 		})
