@@ -114,7 +114,7 @@ func TestTokenRules(t *testing.T) {
 			if code != c.wantGo {
 				t.Errorf("action: %d %v, want %d", code, body, c.wantGo)
 			}
-			if code != 200 && body["error"] == "" {
+			if code != 200 && body["error"] == nil {
 				t.Errorf("a refused action says why in JSON; got %v", body)
 			}
 			fp.mu.Lock()

@@ -111,13 +111,16 @@ func TokenPath(socketPath string) string {
 }
 
 // startAdmin starts the admin listener in the background and returns a
-// function that stops it. Failures are logged, never fatal.
-func (p *primary) startAdmin(ctx context.Context, ctlPath string) (stop func()) {
+// function that stops it. Failures are logged, never fatal. A primary
+// started for an upgrade waits for the old one to release the address
+// rather than move to another port.
+func (p *primary) startAdmin(ctx context.Context, ctlPath string, upgrade bool) (stop func()) {
 	a := p.opts.Admin
 	if a.Addr == "" || a.Handler == nil {
 		return func() {}
 	}
 	addr, fallback := p.adminListenAddr()
+	fallback = fallback && !upgrade
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	var srv *http.Server
@@ -139,7 +142,11 @@ func (p *primary) startAdmin(ctx context.Context, ctlPath string) (stop func()) 
 				continue
 			}
 			if !warned {
-				p.log.Error("cannot listen on the admin address; retrying every second (the cluster serves on)", "addr", addr, "err", err)
+				if upgrade {
+					p.log.Info("admin address still held by the old primary; retrying every second", "addr", addr)
+				} else {
+					p.log.Error("cannot listen on the admin address; retrying every second (the cluster serves on)", "addr", addr, "err", err)
+				}
 				warned = true
 			}
 			select {

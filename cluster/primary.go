@@ -208,7 +208,7 @@ func runPrimary(ctx context.Context, opts Options) error {
 	if opts.ControlSocket != "" && p.ctl != nil {
 		p.log.Info("control socket", "path", opts.ControlSocket)
 	}
-	stopAdmin := p.startAdmin(ctx, controlPath(opts.ControlSocket, p.ctl))
+	stopAdmin := p.startAdmin(ctx, controlPath(opts.ControlSocket, p.ctl), upgradeFrom != "")
 	defer stopAdmin()
 	if readyPipe != nil {
 		p.log.Info("upgrade: took over the sockets", "old_pid", upgradeFrom)
