@@ -154,3 +154,19 @@ func BenchmarkInstrumentLoopback(b *testing.B) {
 		})
 	}
 }
+
+func TestInstrumentCountsAPanicAsAServerError(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /boom", func(w http.ResponseWriter, r *http.Request) { panic(http.ErrAbortHandler) })
+	w := &Worker{metrics: newReqMetrics()}
+	srv := httptest.NewServer(w.instrument(mux))
+	defer srv.Close()
+	if resp, err := http.Get(srv.URL + "/boom"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a panicking handler answered %s", resp.Status)
+	}
+	f := w.metrics.figures()
+	if len(f.Routes) != 1 || f.Routes[0].Classes != [5]uint64{0, 0, 0, 0, 1} || f.InFlight != 0 {
+		t.Errorf("after a panic: routes %+v, in flight %d; want one 5xx on GET /boom and none in flight", f.Routes, f.InFlight)
+	}
+}
