@@ -30,7 +30,7 @@ fuzz:
 # 1, 2, N and 2N workers under wrk and herd loadtest and writes BENCHMARKS.md
 # (flags: go run ./bench/run -h); then the Go micro-benchmarks of the hot
 # paths, whose output is printed and appended to BENCHMARKS.md.
-GOBENCH = $(GO) test -run '^$$' -bench . -benchtime 1s ./internal/ipc/ ./store/ ./app/ ./loadtest/
+GOBENCH = $(GO) test -run '^$$' -bench . -benchtime 1s ./internal/ipc/ ./store/ ./app/ ./loadtest/ ./cluster/
 bench:
 	@scripts/deps.sh bench
 	$(GO) run ./bench/run -out BENCHMARKS.md

@@ -127,6 +127,15 @@ type Options struct {
 	// without it. The socket is removed when the primary exits.
 	ControlSocket string
 
+	// DisableRequestMetrics turns off the per-request figures workers
+	// count and send in their heartbeats (route, status class, latency,
+	// in-flight); requests are still counted. Default: counted.
+	DisableRequestMetrics bool
+
+	// Admin configures the primary's admin HTTP listener (metrics,
+	// dashboard). Zero: none.
+	Admin Admin
+
 	// OnHandover, if set, runs in the primary once a binary upgrade has
 	// succeeded, before it drains its own workers: release what the new
 	// primary must take over (a database file lock). It must not block.

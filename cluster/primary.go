@@ -88,6 +88,7 @@ type proc struct {
 	readyBeats int // heartbeats received since ready
 
 	acceptWarned bool // logged that it cannot accept
+	retire string // restart reason when replaced on purpose (metrics_primary.go)
 }
 
 // slot is a worker id's history across its processes.
@@ -95,6 +96,7 @@ type slot struct {
 	restarts int
 	streak   int  // early deaths in a row
 	waiting  bool // a backoff timer will start it
+	m        slotMetrics
 }
 
 type primary struct {
@@ -111,6 +113,8 @@ type primary struct {
 	events chan any
 	doneC  chan struct{} // closed when the loop has returned
 	calls  atomic.Uint64 // requests from workers answered (the shared store's load)
+	mx     *primaryMetrics
+	admin  adminState
 
 	// Owned by the loop.
 	want           int
@@ -149,6 +153,7 @@ func newPrimary(opts Options, spawn spawner) *primary {
 			time.AfterFunc(d, f)
 		},
 		startFailed: make(map[int]bool),
+		mx:     newPrimaryMetrics(),
 	}
 }
 
@@ -241,6 +246,8 @@ func runPrimary(ctx context.Context, opts Options) error {
 	if opts.ControlSocket != "" && p.ctl != nil {
 		p.log.Info("control socket", "path", opts.ControlSocket)
 	}
+	stopAdmin := p.startAdmin(ctx, controlPath(opts.ControlSocket, p.ctl), upgradeFrom != "")
+	defer stopAdmin()
 	if readyPipe != nil {
 		p.log.Info("upgrade: took over the sockets", "old_pid", upgradeFrom)
 		p.onAllReady = append(p.onAllReady, func() {
@@ -461,6 +468,7 @@ func (p *primary) startWorker(id int) *proc {
 	p.procs[pid] = pr
 	p.slot(id)
 	p.log.Info("worker started", "worker", id, "pid", pid)
+	p.event("started", id, pid, "worker started")
 	return pr
 }
 
@@ -512,6 +520,7 @@ func (p *primary) onExit(e evExited) {
 	}
 	delete(p.procs, e.pid)
 	p.disp.setEligible(e.pid, false)
+	p.noteExit(pr, e)
 	up := p.now().Sub(pr.started)
 	attrs := []any{"worker", pr.id, "pid", e.pid, "uptime", up.Round(time.Millisecond).String()}
 	if e.signal != "" {
@@ -669,6 +678,7 @@ func (p *primary) scale(n int) {
 	old := p.want
 	p.want = n
 	p.log.Info("scaling", "from", old, "to", n)
+	p.event("scale", 0, 0, fmt.Sprintf("scaling from %d to %d workers", old, n))
 	for id := old + 1; id <= n; id++ {
 		if p.live(id) == nil {
 			p.startWorker(id)
@@ -720,11 +730,11 @@ func (p *primary) addr() string {
 
 // status snapshots the cluster. Call it in the loop.
 func (p *primary) status() Status {
-	s := Status{PrimaryPID: os.Getpid(), Addr: p.addr(), Want: p.want}
+	s := Status{PrimaryPID: os.Getpid(), Addr: p.addr(), Want: p.want, AdminAddr: p.adminAddr()}
 	for _, pr := range p.procs {
 		s.Workers = append(s.Workers, WorkerStatus{
 			ID: pr.id, PID: pr.pid, State: pr.state, Started: pr.started,
-			Restarts: p.slot(pr.id).restarts, Heartbeat: pr.hb,
+			Restarts: p.slot(pr.id).restarts, Heartbeat: pr.hb, Beat: pr.lastBeat,
 		})
 	}
 	sort.Slice(s.Workers, func(i, j int) bool {

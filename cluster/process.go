@@ -312,7 +312,10 @@ func (h *primaryIPC) HandleRequest(ctx context.Context, method string, body []by
 	if strings.HasPrefix(method, "cluster.") || h.p.opts.Calls == nil {
 		return nil, fmt.Errorf("cluster: unknown call %q", method)
 	}
-	return h.p.opts.Calls(ctx, method, body)
+	start := time.Now()
+	v, err := h.p.opts.Calls(ctx, method, body)
+	h.p.mx.observeCall(method, time.Since(start), err)
+	return v, err
 }
 
 // workerProcs is the GOMAXPROCS a new worker gets.

@@ -22,6 +22,7 @@ func (p *primary) replace(old *proc, reason string) *proc {
 		return nil
 	}
 	np.replaces, old.replacedBy = old.pid, np.pid
+	old.retire = retireKind(reason)
 	p.log.Info("replacing worker", "worker", old.id, "pid", old.pid, "new_pid", np.pid, "reason", reason)
 	return np
 }
@@ -85,6 +86,7 @@ func (p *primary) reload(done chan error) {
 		p.reloading.done = append(p.reloading.done, done)
 	}
 	p.log.Info("rolling reload started", "workers", len(ids))
+	p.event("reload", 0, 0, "rolling reload started")
 	p.reloadNext()
 }
 
@@ -120,6 +122,7 @@ func (p *primary) reloadNext() {
 func (p *primary) finishReload(err error) {
 	r := p.reloading
 	p.reloading = nil
+	p.noteOutcome("reload", err)
 	if err != nil {
 		p.log.Error("rolling reload failed", "err", err)
 	} else {

@@ -58,6 +58,7 @@ type evUpgrade struct {
 // upgrade under way. done, if not nil, receives the outcome.
 func (p *primary) upgrade(done chan error) {
 	fail := func(err error) {
+		p.noteOutcome("upgrade", err)
 		p.log.Error("upgrade failed; this primary keeps serving", "err", err)
 		if done != nil {
 			done <- err
@@ -136,6 +137,7 @@ func (p *primary) onUpgrade(e evUpgrade) {
 	if !e.ready {
 		err := fmt.Errorf("cluster: upgrade failed: the new primary (pid %d) %v before its workers were ready; this primary keeps serving", e.pid, e.err)
 		p.log.Error("upgrade failed; this primary keeps serving", "new_pid", e.pid, "err", e.err)
+		p.noteOutcome("upgrade", err)
 		for _, d := range u.done {
 			d <- err
 		}
@@ -143,6 +145,7 @@ func (p *primary) onUpgrade(e evUpgrade) {
 	}
 	p.log.Info("upgrade: new primary ready; handing over", "new_pid", e.pid)
 	p.handedOver = true
+	p.noteOutcome("upgrade", nil)
 	if p.opts.OnHandover != nil {
 		p.opts.OnHandover()
 	}

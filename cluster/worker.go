@@ -52,6 +52,8 @@ type Heartbeat struct {
 	// connection (out of descriptors); AcceptError is the latest.
 	AcceptErrors uint64 `json:"acceptErrors,omitempty"`
 	AcceptError  string `json:"acceptError,omitempty"`
+
+	Figures `json:"figures"` // request figures (metrics.go)
 }
 
 type drainMsg struct {
@@ -74,6 +76,7 @@ type Worker struct {
 	requests atomic.Uint64
 	accept   acceptStats
 	conns    atomic.Pointer[conns] // Serve's connections, once serving
+	metrics  *reqMetrics           // nil: not counted (metrics.go)
 	readyC   chan struct{}         // closed by Ready
 	ready    sync.Once
 
@@ -128,6 +131,8 @@ type WorkerStatus struct {
 	Started   time.Time `json:"started"`
 	Restarts  int       `json:"restarts"`
 	Heartbeat           // the latest figures the worker reported
+
+	Beat time.Time `json:"beat"` // when Heartbeat arrived (rates: Δrequests / Δbeat)
 }
 
 // Status is the cluster as the primary sees it.
@@ -135,6 +140,7 @@ type Status struct {
 	PrimaryPID int            `json:"primaryPid"`
 	Addr       string         `json:"addr"`
 	Want       int            `json:"want"`
+	AdminAddr  string         `json:"adminAddr,omitempty"` // the admin HTTP listener, once it listens
 	Workers    []WorkerStatus `json:"workers"`
 }
 
@@ -175,10 +181,10 @@ func NewServer(h http.Handler) *http.Server {
 // proxies and any POST do not).
 func (w *Worker) Serve(ctx context.Context, h http.Handler) error {
 	cs := newConns()
-	srv := NewServer(cs.wrap(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		w.requests.Add(1)
-		h.ServeHTTP(rw, r)
-	})))
+	if w.metrics != nil {
+		w.metrics.conns.Store(&cs.open)
+	}
+	srv := NewServer(cs.wrap(w.instrument(h)))
 	srv.ConnState = cs.track
 	w.conns.Store(cs)
 	ln := &onceCloseListener{Listener: w.serveListener(&cs.open)}
@@ -274,7 +280,7 @@ func runWorker(ctx context.Context, id int, opts Options, fn func(context.Contex
 		nc.Close()
 		return err
 	}
-	w := &Worker{ID: id, log: newWorkerLogger(os.Stderr), opts: opts, readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout}
+	w := &Worker{ID: id, log: newWorkerLogger(os.Stderr), opts: opts, metrics: newReqMetrics(), readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout}
 	if f := files[fdConns]; f != nil {
 		// The primary accepts and passes connections: this worker never
 		// accepts from the shared socket, and keeps only its address.
@@ -325,7 +331,8 @@ func runWorker(ctx context.Context, id int, opts Options, fn func(context.Contex
 	go releaseWhenIdle(wctx, w.requests.Load)
 
 	err = fn(wctx, w)
-	drain() // our own end: not "primary went away"
+	_ = w.conn.Notify(msgHeartbeat, w.heartbeat()) // the last figures: nothing served is left uncounted
+	drain()                                        // our own end: not "primary went away"
 	w.conn.Close()
 	<-w.conn.Done()
 	select {
@@ -361,17 +368,24 @@ func (w *Worker) heartbeats(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		hb := Heartbeat{Requests: w.requests.Load(), RSS: procstat.RSS(), HeapAlloc: ms.HeapAlloc, Goroutines: runtime.NumGoroutine(),
-			AcceptErrors: w.accept.errors.Load(), AcceptError: w.accept.lastError()}
-		if cs := w.conns.Load(); cs != nil {
-			hb.Conns = cs.open.Load()
-		}
-		if err := w.conn.Notify(msgHeartbeat, hb); err != nil {
+		if err := w.conn.Notify(msgHeartbeat, w.heartbeat()); err != nil {
 			return
 		}
 	}
+}
+
+func (w *Worker) heartbeat() Heartbeat {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	hb := Heartbeat{Requests: w.requests.Load(), RSS: procstat.RSS(), HeapAlloc: ms.HeapAlloc, Goroutines: runtime.NumGoroutine(),
+		AcceptErrors: w.accept.errors.Load(), AcceptError: w.accept.lastError()}
+	if cs := w.conns.Load(); cs != nil {
+		hb.Conns = cs.open.Load()
+	}
+	if w.metrics != nil {
+		hb.Figures = w.metrics.figures()
+	}
+	return hb
 }
 
 func runSingle(ctx context.Context, opts Options, fn func(context.Context, *Worker) error) error {
@@ -382,7 +396,7 @@ func runSingle(ctx context.Context, opts Options, fn func(context.Context, *Work
 	opts.Logger.Info("listening", "addr", ln.Addr().String(), "pid", os.Getpid(), "mode", "single process")
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	w := &Worker{ln: ln, log: opts.Logger, opts: opts, readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout}
+	w := &Worker{ln: ln, log: opts.Logger, opts: opts, metrics: newReqMetrics(), readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout}
 	relCtx, stopRelease := context.WithCancel(ctx)
 	defer stopRelease()
 	go releaseWhenIdle(relCtx, w.requests.Load)

@@ -6,6 +6,7 @@ set -euo pipefail
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v chromium >/dev/null 2>&1 || need+=(chromium) # the dashboard's browser test
 if [ "${1:-test}" = bench ]; then
   command -v wrk >/dev/null 2>&1 || need+=(wrk)
 fi

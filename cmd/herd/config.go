@@ -41,6 +41,8 @@ var serveSettings = []setting{
 	{flag: "control-socket", env: "CONTROL_SOCKET", def: "", usage: "control socket path (default: herd-PORT.sock in $XDG_RUNTIME_DIR/herd, else in herd-UID in the temp dir)"},
 	{flag: "balance", env: "BALANCE", def: "least-conn", usage: "how connections are spread: least-conn, shared (kernel queue) or sticky (by client address)"},
 	{flag: "max-conns", env: "MAX_CONNS", def: "0", usage: "open connections per worker at most; more wait in the queue (0: no cap)"},
+	{flag: "admin-addr", env: "ADMIN_ADDR", def: "auto", usage: "admin HTTP listener (metrics, dashboard): host:port, auto (127.0.0.1:PORT+6300) or off"},
+	{flag: "admin-token", env: "ADMIN_TOKEN", def: "", usage: "token for the dashboard's actions (empty: generated into a file next to the control socket)"},
 }
 
 // Cluster modes.
@@ -78,6 +80,8 @@ type serveConfig struct {
 	WorkerProcs     int    // 0: automatic
 	Balance         string // a cluster.Balance
 	MaxConns        int    // 0: no cap
+	AdminAddr       string // "": off (admin.go)
+	AdminToken      string
 
 	// from says where each setting came from, for messages; the primary
 	// keeps it (workers get no messages to write about settings).
@@ -417,6 +421,10 @@ func loadServeConfig(args []string, src sources) (serveConfig, []string, error) 
 	if c.MaxConns, err = strconv.Atoi(strings.TrimSpace(v("max-conns"))); err != nil || c.MaxConns < 0 || c.MaxConns > 1<<24 {
 		return c, nil, r.bad("max-conns", "must be a whole number of connections, 0 for no cap")
 	}
+	if c.AdminAddr, err = parseAdminAddr(r, v("admin-addr")); err != nil {
+		return c, nil, err
+	}
+	c.AdminToken = strings.TrimSpace(v("admin-token"))
 	return c, rest, nil
 }
 

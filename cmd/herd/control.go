@@ -31,6 +31,9 @@ func cmdControl(ctx context.Context, name string, args []string, stdout, stderr 
 		fmt.Fprint(stdout, controlUsage[name])
 		return exitOK
 	}
+	if name == "status" && wantsWatch(args) {
+		return cmdTop(ctx, args, stdout, stderr) // top.go
+	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
 	// A query is answered at once by a healthy primary: waiting long only

@@ -32,6 +32,7 @@ var commands = []command{
 	{name: "serve", help: "run the demo application clustered (the default command)", run: cmdServe},
 	{name: "loadtest", help: "send closed-loop HTTP load and report latency and worker distribution", run: cmdLoadtest},
 	{name: "status", help: "list the running primary's workers (id, pid, state, uptime, restarts, requests, memory)", run: control("status")},
+	{name: "top", help: "redraw the workers each second with requests/s and p50/p99 latency (also: herd status --watch)", run: cmdTop},
 	{name: "reload", help: "replace every worker, one at a time, without dropping a request (like SIGHUP)", run: control("reload")},
 	{name: "upgrade", help: "hand the sockets to a new primary started from the binary on disk (like SIGUSR2)", run: control("upgrade")},
 	{name: "scale", synopsis: "N", help: "run N workers (SIGTTIN/SIGTTOU add or remove one)", run: control("scale")},

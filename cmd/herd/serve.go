@@ -64,6 +64,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		Balance:          cluster.Balance(cfg.Balance),
 		MaxConns:         cfg.MaxConns,
 		Logger:           log,
+		Admin:            adminOptions(cfg),
 		// Workers get no arguments and none of herd's settings in their
 		// environment: a password given by flag or REDIS_URL would be
 		// readable in /proc by every local user, and a worker that parsed
