@@ -87,8 +87,8 @@ type proc struct {
 	recycleAt  time.Time
 	readyBeats int // heartbeats received since ready
 
-	acceptWarned bool // logged that it cannot accept
-	retire string // restart reason when replaced on purpose (metrics_primary.go)
+	acceptWarned bool   // logged that it cannot accept
+	retire       string // restart reason when replaced on purpose (metrics_primary.go)
 }
 
 // slot is a worker id's history across its processes.
@@ -153,7 +153,7 @@ func newPrimary(opts Options, spawn spawner) *primary {
 			time.AfterFunc(d, f)
 		},
 		startFailed: make(map[int]bool),
-		mx:     newPrimaryMetrics(),
+		mx:          newPrimaryMetrics(),
 	}
 }
 
