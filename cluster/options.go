@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"runtime"
 	"time"
 )
 
@@ -150,18 +149,20 @@ func (b Backoff) delay(streak int) time.Duration {
 	return min(d, b.Max)
 }
 
-// DefaultWorkers is the default worker count: runtime.GOMAXPROCS(0), which
-// follows the container's CPU limit (cgroup quota) where the host's CPU
-// count would oversubscribe it, and the GOMAXPROCS variable when set.
-func DefaultWorkers() int { return runtime.GOMAXPROCS(0) }
+// DefaultWorkers is the default worker count: UsableCPUs().Cores(), the
+// CPUs in the affinity mask limited by the cgroup CPU quota rounded up
+// (--cpus 1 and 0.5 give 1, 2.5 gives 3), or the GOMAXPROCS variable when
+// set. It is not runtime.GOMAXPROCS(0), which rounds a quota below 2 up to 2.
+func DefaultWorkers() int { return UsableCPUs().Cores() }
 
 // WorkerProcs is the GOMAXPROCS each of n workers gets so that together
-// they use the cores the primary may use, and no more: max(1, cores/n).
+// they use the cores the primary may use, and no more: max(1, cores/n)
+// with cores = UsableCPUs().Cores().
 func WorkerProcs(n int) int {
 	if n <= 0 {
 		n = 1
 	}
-	return max(1, runtime.GOMAXPROCS(0)/n)
+	return max(1, UsableCPUs().Cores()/n)
 }
 
 func (o Options) withDefaults() Options {

@@ -195,8 +195,9 @@ func runPrimary(ctx context.Context, opts Options) error {
 		go p.serveControl(p.ctl, &ctlWG)
 	}
 
+	p.logCPUs()
 	p.log.Info("primary running",
-		"pid", os.Getpid(), "cpus", runtime.NumCPU(), "usable_cpus", runtime.GOMAXPROCS(0),
+		"pid", os.Getpid(), "cpus", runtime.NumCPU(), "usable_cpus", UsableCPUs().Cores(),
 		"workers", p.want, "gomaxprocs_per_worker", p.workerProcs())
 	p.log.Info("listening", "addr", p.ln.Addr().String())
 	if opts.ControlSocket != "" && p.ctl != nil {
