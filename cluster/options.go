@@ -108,6 +108,14 @@ type Options struct {
 	// succeeded, before it drains its own workers: release what the new
 	// primary must take over (a database file lock). It must not block.
 	OnHandover func()
+
+	// DrainDelay, if positive, is how long a graceful stop (SIGTERM,
+	// SIGINT, the end of Run's context, "herd stop") waits before draining:
+	// meanwhile every worker keeps serving while Worker.Unready is closed,
+	// so a readiness probe fails and a load balancer (a Kubernetes Service)
+	// stops sending traffic before the workers stop accepting. A second
+	// stop request ends the delay. Default 0: drain at once.
+	DrainDelay time.Duration
 }
 
 // ControlSocketAuto as Options.ControlSocket puts the control socket at

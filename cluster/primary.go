@@ -115,6 +115,7 @@ type primary struct {
 	onAllReady     []func()     // run once, the first time every worker is ready
 	rssLimitWarned bool         // said once that Recycle.MaxRSS is below a new worker's RSS
 	rnd            func(n uint64) uint64
+	dep            deployState // drain delay and service-manager notifications (draindelay.go, notify.go)
 }
 
 func newPrimary(opts Options, spawn spawner) *primary {
@@ -165,7 +166,7 @@ func runPrimary(ctx context.Context, opts Options) error {
 			}
 		}
 	} else {
-		ln, err := listen.TCP(opts.Addr)
+		ln, err := p.openListener(opts.Addr) // activation.go: systemd's socket, or a new one
 		if err != nil {
 			return err
 		}
@@ -219,6 +220,11 @@ func runPrimary(ctx context.Context, opts Options) error {
 			return err
 		}
 	}
+
+	if err := p.startNotify(upgradeFrom); err != nil {
+		return err
+	}
+	defer p.dep.notify.close()
 
 	sigC := make(chan os.Signal, 8)
 	signal.Notify(sigC, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2)
@@ -318,6 +324,7 @@ func (p *primary) loop(ctx context.Context) error {
 			p.checkTimeouts()
 			p.checkUpgrade()
 			p.checkWaiters()
+			p.deployTick()
 		case <-memC:
 			p.log.Info("primary memory", "rss_mb", fmt.Sprintf("%.2f", float64(procstat.RSS())/(1<<20)))
 		}
@@ -436,6 +443,7 @@ func (p *primary) onReady(pid int) {
 	if !p.allReadySaid && p.readyCount() >= p.want {
 		p.allReadySaid = true
 		p.log.Info("all workers ready", "workers", p.want)
+		p.notifyAllReady()
 		for _, f := range p.onAllReady {
 			f()
 		}
@@ -542,7 +550,7 @@ func (p *primary) stop(pr *proc, reason string) {
 }
 
 func (p *primary) shutdown(reason string) {
-	if p.shutting {
+	if p.shutting || p.delayShutdown(reason) {
 		return
 	}
 	p.shutting = true

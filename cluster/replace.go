@@ -85,6 +85,7 @@ func (p *primary) reload(done chan error) {
 		p.reloading.done = append(p.reloading.done, done)
 	}
 	p.log.Info("rolling reload started", "workers", len(ids))
+	p.notifyReloading()
 	p.reloadNext()
 }
 
@@ -125,6 +126,7 @@ func (p *primary) finishReload(err error) {
 	} else {
 		p.log.Info("rolling reload complete", "replaced", r.replaced)
 	}
+	p.notifyReloaded(err)
 	for _, d := range r.done {
 		d <- err
 	}

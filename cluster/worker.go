@@ -70,6 +70,9 @@ type Worker struct {
 
 	mu           sync.Mutex
 	drainTimeout time.Duration // guarded by mu
+
+	unreadyC    chan struct{} // closed by markUnready (draindelay.go)
+	unreadyOnce sync.Once
 }
 
 // Listener returns the socket every worker accepts from. Serve uses it;
@@ -253,6 +256,10 @@ func (h *workerIPC) HandleRequest(ctx context.Context, method string, body []byt
 }
 
 func (h *workerIPC) HandleNotify(method string, body []byte) {
+	if method == msgUnready {
+		h.w.markUnready()
+		return
+	}
 	if method != msgDrain {
 		return
 	}
@@ -284,7 +291,7 @@ func runWorker(ctx context.Context, id int, opts Options, fn func(context.Contex
 	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2)
 
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	w := &Worker{ID: id, ln: ln, log: log, opts: opts, readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout}
+	w := &Worker{ID: id, ln: ln, log: log, opts: opts, readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout, unreadyC: make(chan struct{})}
 	wctx, drain := context.WithCancel(ctx)
 	defer drain()
 	h := &workerIPC{w: w, drain: drain}
@@ -345,9 +352,9 @@ func runSingle(ctx context.Context, opts Options, fn func(context.Context, *Work
 		return err
 	}
 	opts.Logger.Info("listening", "addr", ln.Addr().String(), "pid", os.Getpid(), "mode", "single process")
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	w := &Worker{ln: ln, log: opts.Logger, opts: opts, readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout, unreadyC: make(chan struct{})}
+	ctx, stop := stopContext(ctx, w, opts.DrainDelay)
 	defer stop()
-	w := &Worker{ln: ln, log: opts.Logger, opts: opts, readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout}
 	relCtx, stopRelease := context.WithCancel(ctx)
 	defer stopRelease()
 	go releaseWhenIdle(relCtx, w.requests.Load)

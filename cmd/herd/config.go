@@ -39,6 +39,7 @@ var serveSettings = []setting{
 	{flag: "worker-gomaxprocs", env: "WORKER_GOMAXPROCS", def: "", usage: "GOMAXPROCS of each worker (default: usable cores / workers, at least 1)"},
 	{flag: "pid-file", env: "PID_FILE", def: "", usage: "write the live primary's pid here (follows binary upgrades)"},
 	{flag: "control-socket", env: "CONTROL_SOCKET", def: "", usage: "control socket path (default: herd-PORT.sock in the temp dir)"},
+	{flag: "drain-delay", env: "DRAIN_DELAY", def: "0s", usage: "on SIGTERM, fail /readyz and keep serving this long before draining (5s behind a Kubernetes Service)"},
 }
 
 // Cluster modes.
@@ -71,6 +72,7 @@ type serveConfig struct {
 	PIDFile         string
 	ControlSocket   string // empty: derived from the port
 	WorkerProcs     int    // 0: automatic
+	DrainDelay      time.Duration
 }
 
 // configError is a bad setting: the command prints it as one line and
@@ -250,6 +252,9 @@ func loadServeConfig(args []string, lookupEnv func(string) (string, bool), doten
 	}
 	c.PIDFile = strings.TrimSpace(v["pid-file"])
 	c.ControlSocket = strings.TrimSpace(v["control-socket"])
+	if c.DrainDelay, err = parseDrainDelay(st("drain-delay"), v["drain-delay"]); err != nil {
+		return c, nil, err
+	}
 	return c, rest, nil
 }
 

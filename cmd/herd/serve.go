@@ -55,6 +55,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		WorkerGOMAXPROCS: cfg.WorkerProcs,
 		ControlSocket:    cfg.ControlSocket,
 		Logger:           log,
+		DrainDelay:       cfg.DrainDelay,
 	}
 	if opts.ControlSocket == "" {
 		opts.ControlSocket = cluster.ControlSocketAuto
@@ -62,7 +63,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if !cluster.IsWorker() {
 		// A port in use is a bad setting like any other: one line and
 		// nothing before it. (An upgraded primary inherits its socket.)
-		if os.Getenv(cluster.EnvUpgradeFrom) == "" {
+		if os.Getenv(cluster.EnvUpgradeFrom) == "" && !cluster.SocketActivated() {
 			if ln, err := listen.TCP(opts.Addr); errors.Is(err, listen.ErrInUse) {
 				fmt.Fprintln(stderr, portInUse(cfg, opts.Addr))
 				return exitUsage
@@ -133,7 +134,13 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			EnableCrash: cfg.EnableCrash,
 			Logger:      w.Logger(),
 		})
-		go func() { <-ctx.Done(); a.SetDraining() }()
+		go func() {
+			select {
+			case <-ctx.Done():
+			case <-w.Unready(): // the drain delay: still serving
+			}
+			a.SetDraining()
+		}()
 		if w.ID == 0 {
 			w.Logger().Info("serving in a single process", "pid", os.Getpid())
 		}
