@@ -13,6 +13,7 @@ deps:
 # of each fuzz target over its corpus.
 test: deps vet
 	$(GO) test -race -count=1 -timeout 20m ./...
+	cd deploy/kubernetes && $(GO) test -count=1 ./...
 	$(MAKE) fuzz FUZZTIME=10s
 
 vet:
