@@ -1,7 +1,7 @@
 # herd's one test command is `make test` (the README names it, .ci/run calls it).
 GO ?= go
 
-.PHONY: test deps vet fuzz bench build lint
+.PHONY: test deps vet fuzz bench build lint image
 
 build:
 	$(GO) build -o bin/herd ./cmd/herd
@@ -39,3 +39,10 @@ bench:
 	@echo "$(GOBENCH)"; rc=$$(mktemp); \
 	{ $(GOBENCH) 2>&1; echo $$? > $$rc; } | tee -a BENCHMARKS.md; \
 	printf '```\n' >> BENCHMARKS.md; s=$$(cat $$rc); rm -f $$rc; exit $$s
+
+# The container image: a static binary in FROM scratch (deploy/Dockerfile),
+# built without pulling anything. IMAGE names it.
+IMAGE ?= herd:latest
+image:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/herd-static ./cmd/herd
+	docker build -f deploy/Dockerfile -t $(IMAGE) .
