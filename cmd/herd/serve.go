@@ -165,6 +165,9 @@ func portInUse(cfg serveConfig, addr string) string {
 	return fmt.Sprintf("herd: invalid --port/PORT %d: %s is already in use; choose another port or stop what is using it", cfg.Port, addr)
 }
 
+// defaultWorkers is cluster.DefaultWorkers; tests pretend other core counts.
+var defaultWorkers = cluster.DefaultWorkers
+
 // workerCount applies the mode: manual runs what was asked, auto one per
 // usable core (two at most in development, like the reference).
 func workerCount(cfg serveConfig) int {
@@ -174,7 +177,7 @@ func workerCount(cfg serveConfig) int {
 	case modeOff:
 		return 1
 	}
-	n := cluster.DefaultWorkers()
+	n := defaultWorkers()
 	if cfg.AppEnv == "development" {
 		n = min(n, 2)
 	}
