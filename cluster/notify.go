@@ -40,7 +40,7 @@ type notifier struct {
 // newNotifier connects to NOTIFY_SOCKET (a path, or "@name" for an
 // abstract socket); nil, nil when it is not set. upgradedFrom is the old
 // primary's pid when this one took over by a binary upgrade: the watchdog
-// then belongs to this process even though WATCHDOG_PID names the old one.
+// then belongs to this process even though WATCHDOG_PID names an older one.
 func newNotifier(upgradedFrom int) (*notifier, error) {
 	path := os.Getenv(envNotifySocket)
 	if path == "" {
@@ -57,7 +57,10 @@ func newNotifier(upgradedFrom int) (*notifier, error) {
 	n := &notifier{conn: conn}
 	if us, err := strconv.ParseInt(os.Getenv(envWatchdogUSec), 10, 64); err == nil && us > 0 {
 		pid, perr := strconv.Atoi(os.Getenv(envWatchdogPID))
-		if perr != nil || pid == os.Getpid() || (upgradedFrom != 0 && pid == upgradedFrom) {
+		// After an upgrade WATCHDOG_PID still names the first primary
+		// systemd started (the environment travels down the chain of
+		// upgrades); this primary is the main process now (MAINPID=).
+		if perr != nil || pid == os.Getpid() || upgradedFrom != 0 {
 			n.watchdog = time.Duration(us) * time.Microsecond
 		}
 	}
