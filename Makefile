@@ -1,7 +1,7 @@
 # herd's one test command is `make test` (the README names it, .ci/run calls it).
 GO ?= go
 
-.PHONY: test deps vet fuzz bench build lint chaos
+.PHONY: test deps vet fuzz bench build lint chaos image
 
 build:
 	$(GO) build -o bin/herd ./cmd/herd
@@ -13,6 +13,7 @@ deps:
 # of each fuzz target over its corpus.
 test: deps vet
 	$(GO) test -race -count=1 -timeout 20m ./...
+	cd deploy/kubernetes && $(GO) test -count=1 ./...
 	$(MAKE) fuzz FUZZTIME=10s
 
 vet:
@@ -44,3 +45,10 @@ bench:
 # one table; RELIABILITY.md holds its latest output.
 chaos:
 	@scripts/chaos.sh
+
+# The container image: a static binary in FROM scratch (deploy/Dockerfile),
+# built without pulling anything. IMAGE names it.
+IMAGE ?= herd:latest
+image:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/herd-static ./cmd/herd
+	docker build -f deploy/Dockerfile -t $(IMAGE) .

@@ -63,6 +63,19 @@
 // that response, closes a connection only once its client has been silent
 // for a second, and exits when they are all closed.
 //
+// Deployment: the default worker count is UsableCPUs().Cores(), the
+// affinity mask limited by the cgroup CPU quota (Go's GOMAXPROCS rounds a
+// quota below 2 up to 2, so herd reads the quota itself). With
+// Options.DrainDelay a graceful stop first closes every worker's
+// Worker.Unready (a readiness probe fails) while the workers keep serving,
+// and drains after the delay. Started by systemd with a socket (LISTEN_FDS
+// with LISTEN_PID naming this process), the primary serves on it instead of
+// binding Options.Addr; with NOTIFY_SOCKET it speaks sd_notify: READY=1
+// once every worker is ready, RELOADING=1 and READY=1 around a rolling
+// reload, STOPPING=1, STATUS=, MAINPID= from a new primary after an
+// upgrade, and WATCHDOG=1 from the supervisor loop while a worker is
+// healthy.
+//
 // Signal handling in workers: SIGINT, SIGHUP, SIGTTIN, SIGTTOU and SIGUSR2
 // are ignored (the primary orchestrates, and runs its workers in their own
 // process group so Ctrl-C reaches only it); SIGTERM drains that worker,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"runtime"
 	"time"
 )
 
@@ -140,6 +139,14 @@ type Options struct {
 	// succeeded, before it drains its own workers: release what the new
 	// primary must take over (a database file lock). It must not block.
 	OnHandover func()
+
+	// DrainDelay, if positive, is how long a graceful stop (SIGTERM,
+	// SIGINT, the end of Run's context, "herd stop") waits before draining:
+	// meanwhile every worker keeps serving while Worker.Unready is closed,
+	// so a readiness probe fails and a load balancer (a Kubernetes Service)
+	// stops sending traffic before the workers stop accepting. A second
+	// stop request ends the delay. Default 0: drain at once.
+	DrainDelay time.Duration
 }
 
 // ControlSocketAuto as Options.ControlSocket puts the control socket at
@@ -181,18 +188,20 @@ func (b Backoff) delay(streak int) time.Duration {
 	return min(d, b.Max)
 }
 
-// DefaultWorkers is the default worker count: runtime.GOMAXPROCS(0), which
-// follows the container's CPU limit (cgroup quota) where the host's CPU
-// count would oversubscribe it, and the GOMAXPROCS variable when set.
-func DefaultWorkers() int { return runtime.GOMAXPROCS(0) }
+// DefaultWorkers is the default worker count: UsableCPUs().Cores(), the
+// CPUs in the affinity mask limited by the cgroup CPU quota rounded up
+// (--cpus 1 and 0.5 give 1, 2.5 gives 3), or the GOMAXPROCS variable when
+// set. It is not runtime.GOMAXPROCS(0), which rounds a quota below 2 up to 2.
+func DefaultWorkers() int { return UsableCPUs().Cores() }
 
 // WorkerProcs is the GOMAXPROCS each of n workers gets so that together
-// they use the cores the primary may use, and no more: max(1, cores/n).
+// they use the cores the primary may use, and no more: max(1, cores/n)
+// with cores = UsableCPUs().Cores().
 func WorkerProcs(n int) int {
 	if n <= 0 {
 		n = 1
 	}
-	return max(1, runtime.GOMAXPROCS(0)/n)
+	return max(1, UsableCPUs().Cores()/n)
 }
 
 func (o Options) withDefaults() Options {

@@ -135,6 +135,7 @@ type primary struct {
 	everReady      bool                            // some worker of this primary has been ready
 	startFailed    map[int]bool                    // slots whose worker exited with ExitStartFailed before any was ever ready
 	startErr       error                           // why the primary stopped: every slot failed at start
+	dep            deployState                     // drain delay and service-manager notifications (draindelay.go, notify.go)
 }
 
 func newPrimary(opts Options, spawn spawner) *primary {
@@ -190,7 +191,7 @@ func runPrimary(ctx context.Context, opts Options) error {
 			}
 		}
 	} else {
-		ln, err := listen.TCP(opts.Addr)
+		ln, err := p.openListener(opts.Addr) // activation.go: systemd's socket, or a new one
 		if err != nil {
 			return err
 		}
@@ -238,8 +239,9 @@ func runPrimary(ctx context.Context, opts Options) error {
 		go p.serveControl(p.ctl, &ctlWG)
 	}
 
+	p.logCPUs()
 	p.log.Info("primary running",
-		"pid", os.Getpid(), "cpus", runtime.NumCPU(), "usable_cpus", runtime.GOMAXPROCS(0),
+		"pid", os.Getpid(), "cpus", runtime.NumCPU(), "usable_cpus", UsableCPUs().Cores(),
 		"workers", p.want, "gomaxprocs_per_worker", p.workerProcs(), "balance", string(opts.Balance))
 	p.log.Info("listening", "addr", p.ln.Addr().String())
 	logFDLimit(p.log)
@@ -264,6 +266,11 @@ func runPrimary(ctx context.Context, opts Options) error {
 			return err
 		}
 	}
+
+	if err := p.startNotify(upgradeFrom); err != nil {
+		return err
+	}
+	defer p.dep.notify.close()
 
 	sigC := make(chan os.Signal, 8)
 	signal.Notify(sigC, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2)
@@ -363,6 +370,7 @@ func (p *primary) loop(ctx context.Context) error {
 			p.checkTimeouts()
 			p.checkUpgrade()
 			p.checkWaiters()
+			p.deployTick()
 		case <-memC:
 			p.log.Info("primary memory", "rss_mb", fmt.Sprintf("%.2f", float64(procstat.RSS())/(1<<20)))
 		}
@@ -496,6 +504,7 @@ func (p *primary) onReady(pid int) {
 	if !p.allReadySaid && p.readyCount() >= p.want {
 		p.allReadySaid = true
 		p.log.Info("all workers ready", "workers", p.want)
+		p.notifyAllReady()
 		for _, f := range p.onAllReady {
 			f()
 		}
@@ -643,7 +652,7 @@ func (p *primary) stop(pr *proc, reason string) {
 }
 
 func (p *primary) shutdown(reason string) {
-	if p.shutting {
+	if p.shutting || p.delayShutdown(reason) {
 		return
 	}
 	p.shutting = true

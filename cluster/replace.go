@@ -87,6 +87,7 @@ func (p *primary) reload(done chan error) {
 	}
 	p.log.Info("rolling reload started", "workers", len(ids))
 	p.event("reload", 0, 0, "rolling reload started")
+	p.notifyReloading()
 	p.reloadNext()
 }
 
@@ -128,6 +129,7 @@ func (p *primary) finishReload(err error) {
 	} else {
 		p.log.Info("rolling reload complete", "replaced", r.replaced)
 	}
+	p.notifyReloaded(err)
 	for _, d := range r.done {
 		d <- err
 	}

@@ -82,6 +82,9 @@ type Worker struct {
 
 	mu           sync.Mutex
 	drainTimeout time.Duration // guarded by mu
+
+	unreadyC    chan struct{} // closed by markUnready (draindelay.go)
+	unreadyOnce sync.Once
 }
 
 // Listener returns what the worker accepts connections from: the shared
@@ -255,6 +258,10 @@ func (h *workerIPC) HandleRequest(ctx context.Context, method string, body []byt
 }
 
 func (h *workerIPC) HandleNotify(method string, body []byte) {
+	if method == msgUnready {
+		h.w.markUnready()
+		return
+	}
 	if method != msgDrain {
 		return
 	}
@@ -280,7 +287,7 @@ func runWorker(ctx context.Context, id int, opts Options, fn func(context.Contex
 		nc.Close()
 		return err
 	}
-	w := &Worker{ID: id, log: newWorkerLogger(os.Stderr), opts: opts, metrics: newReqMetrics(), readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout}
+	w := &Worker{ID: id, log: newWorkerLogger(os.Stderr), opts: opts, metrics: newReqMetrics(), readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout, unreadyC: make(chan struct{})}
 	if f := files[fdConns]; f != nil {
 		// The primary accepts and passes connections: this worker never
 		// accepts from the shared socket, and keeps only its address.
@@ -394,9 +401,9 @@ func runSingle(ctx context.Context, opts Options, fn func(context.Context, *Work
 		return err
 	}
 	opts.Logger.Info("listening", "addr", ln.Addr().String(), "pid", os.Getpid(), "mode", "single process")
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	w := &Worker{ln: ln, log: opts.Logger, opts: opts, metrics: newReqMetrics(), readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout, unreadyC: make(chan struct{})}
+	ctx, stop := stopContext(ctx, w, opts.DrainDelay)
 	defer stop()
-	w := &Worker{ln: ln, log: opts.Logger, opts: opts, metrics: newReqMetrics(), readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout}
 	relCtx, stopRelease := context.WithCancel(ctx)
 	defer stopRelease()
 	go releaseWhenIdle(relCtx, w.requests.Load)

@@ -7,10 +7,37 @@ set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need+=(chromium) # the dashboard's browser test
+# deploy tests: socket activation and unit checks (systemd), the image (docker.io).
+command -v systemd-socket-activate >/dev/null 2>&1 || need+=(systemd)
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 if [ "${1:-test}" = bench ]; then
   command -v wrk >/dev/null 2>&1 || need+=(wrk)
 fi
-[ ${#need[@]} -eq 0 ] && exit 0
+# start_dockerd starts the Docker engine in the background when none answers
+# (the image test needs one); its log goes to a temporary file.
+start_dockerd() {
+  [ "${1:-test}" = test ] || return 0
+  command -v dockerd >/dev/null 2>&1 || return 0
+  docker info >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "the Docker engine is not running: start it (sudo systemctl start docker, or sudo dockerd &), then run make again" >&2
+    exit 1
+  fi
+  log=$(mktemp -t dockerd-XXXXXX.log)
+  echo "starting dockerd (log: $log)..." >&2
+  nohup dockerd >"$log" 2>&1 &
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  echo "dockerd did not start; its log:" >&2
+  tail -20 "$log" >&2
+  exit 1
+}
+if [ ${#need[@]} -eq 0 ]; then
+  start_dockerd "${1:-test}"
+  exit 0
+fi
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -31,6 +58,8 @@ $sudo apt-get update -qq
 $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 # The package may start a system service on 6379; the tests start their own
 # servers on free ports and do not need it.
-for cmd in "${need[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || { echo "installing $cmd failed: install it with 'apt-get install -y $cmd'" >&2; exit 1; }
+for pkg in "${need[@]}"; do
+  case $pkg in systemd) cmd=systemd-socket-activate ;; docker.io) cmd=dockerd ;; *) cmd=$pkg ;; esac
+  command -v "$cmd" >/dev/null 2>&1 || { echo "installing $pkg failed: install it with 'apt-get install -y $pkg'" >&2; exit 1; }
 done
+start_dockerd "${1:-test}"

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -162,7 +161,9 @@ func TestServeConfigModes(t *testing.T) {
 // TestWorkerCount pretends to have 8 usable cores: auto runs 8 in
 // production, 2 in development; manual runs what was asked; off runs one.
 func TestWorkerCount(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(8))
+	cores := 8
+	defaultWorkers = func() int { return cores }
+	defer func() { defaultWorkers = cluster.DefaultWorkers }()
 	for _, tc := range []struct {
 		cfg  serveConfig
 		want int
@@ -177,12 +178,12 @@ func TestWorkerCount(t *testing.T) {
 			t.Errorf("workerCount(%+v) = %d, want %d", tc.cfg, got, tc.want)
 		}
 	}
-	runtime.GOMAXPROCS(1)
+	cores = 1
 	if got := workerCount(serveConfig{Mode: modeAuto, AppEnv: "development"}); got != 1 {
 		t.Errorf("one core in development: %d workers, want 1", got)
 	}
 	// And through the configuration, as a user sets it.
-	runtime.GOMAXPROCS(8)
+	cores = 8
 	c := mustLoad(t, nil, map[string]string{"APP_ENV": "development"}, noDotenv(t))
 	if got := workerCount(c); got != 2 {
 		t.Errorf("APP_ENV=development on 8 cores: %d workers, want 2", got)

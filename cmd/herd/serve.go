@@ -65,6 +65,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		MaxConns:         cfg.MaxConns,
 		Logger:           log,
 		Admin:            adminOptions(cfg),
+		DrainDelay:       cfg.DrainDelay,
 		// Workers get no arguments and none of herd's settings in their
 		// environment: a password given by flag or REDIS_URL would be
 		// readable in /proc by every local user, and a worker that parsed
@@ -79,8 +80,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		opts.ControlSocket = cluster.ControlSocketAuto
 	}
 	// A port in use is a bad setting like any other: one line and nothing
-	// before it. (An upgraded primary inherits its socket.)
-	if os.Getenv(cluster.EnvUpgradeFrom) == "" {
+	// before it. (An upgraded or socket-activated primary inherits its socket.)
+	if os.Getenv(cluster.EnvUpgradeFrom) == "" && !cluster.SocketActivated() {
 		if ln, err := listen.TCP(opts.Addr); errors.Is(err, listen.ErrInUse) {
 			fmt.Fprintln(stderr, portInUse(cfg, opts.Addr))
 			return exitUsage
@@ -231,7 +232,13 @@ func serveApp(ctx context.Context, w *cluster.Worker, cfg serveConfig, local sto
 		EnableCrash: cfg.EnableCrash,
 		Logger:      w.Logger(),
 	})
-	go func() { <-ctx.Done(); a.SetDraining() }()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-w.Unready(): // the drain delay: still serving, /readyz says 503
+		}
+		a.SetDraining()
+	}()
 	if w.ID == 0 {
 		w.Logger().Info("serving in a single process", "pid", os.Getpid())
 	}
@@ -243,6 +250,9 @@ func portInUse(cfg serveConfig, addr string) string {
 		addr+" is already in use; choose another port or stop what is using it").Error()
 }
 
+// defaultWorkers is cluster.DefaultWorkers; tests pretend other core counts.
+var defaultWorkers = cluster.DefaultWorkers
+
 // workerCount applies the mode: manual runs what was asked, auto one per
 // usable core (two at most in development, like the reference).
 func workerCount(cfg serveConfig) int {
@@ -252,7 +262,7 @@ func workerCount(cfg serveConfig) int {
 	case modeOff:
 		return 1
 	}
-	n := cluster.DefaultWorkers()
+	n := defaultWorkers()
 	if cfg.AppEnv == "development" {
 		n = min(n, 2)
 	}
