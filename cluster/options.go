@@ -105,6 +105,10 @@ type Options struct {
 	// a dead primary is replaced; a live one is an error.
 	ControlSocket string
 
+	// Exec, if set, runs this external program as the workers instead of
+	// this binary (see Exec); Args then only start herd's helpers.
+	Exec *Exec
+
 	// OnHandover, if set, runs in the primary once a binary upgrade has
 	// succeeded, before it drains its own workers: release what the new
 	// primary must take over (a database file lock). It must not block.
@@ -124,7 +128,11 @@ type Recycle struct {
 	// (at least 1) so that workers started together do not recycle together.
 	MaxRequests uint64
 	// MaxRSS recycles a worker whose resident memory exceeds it, in bytes.
+	// For an Exec program it is the RSS of the program's process tree.
 	MaxRSS uint64
+	// MaxAge recycles a worker once it has been ready this long, raised by
+	// a random jitter of up to MaxAge/10 per worker.
+	MaxAge time.Duration
 }
 
 // Backoff paces restarts. A worker that exits unexpectedly after running

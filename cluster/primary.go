@@ -47,13 +47,15 @@ type spawner func(p *primary, id int) (pid int, h handle, err error)
 type (
 	evReady struct{ pid int }
 	evBeat  struct {
-		pid int
-		hb  Heartbeat
+		pid    int
+		hb     Heartbeat
+		sample bool // figures the primary read itself (Exec): not a sign of life
 	}
 	evExited struct {
 		pid    int
 		code   int    // exit code, -1 when killed by a signal
 		signal string // the signal's name, when killed by one
+		output string // its last lines of stderr, when the spawner kept them
 	}
 	evStart  struct{ id int } // a backoff delay ended
 	evSignal struct{ sig os.Signal }
@@ -77,6 +79,8 @@ type proc struct {
 	killReason string // why the primary killed it, for the log and reload errors
 	recycleAt  time.Time
 	readyBeats int // heartbeats received since ready
+	beating    bool          // sends heartbeats: the heartbeat timeout applies
+	ageLimit   time.Duration // recycle once ready this long (0: never)
 }
 
 // slot is a worker id's history across its processes.
@@ -134,6 +138,14 @@ func newPrimary(opts Options, spawn spawner) *primary {
 
 func runPrimary(ctx context.Context, opts Options) error {
 	p := newPrimary(opts, spawnProcess)
+	if opts.Exec != nil {
+		x, err := startExternal(p)
+		if err != nil {
+			return err
+		}
+		defer x.close()
+		p.spawn = x.spawn
+	}
 	upgradeFrom := os.Getenv(EnvUpgradeFrom)
 	if n, err := strconv.Atoi(os.Getenv(envUpgradeWorkers)); err == nil && n > 0 && upgradeFrom != "" {
 		p.want = n
@@ -330,7 +342,9 @@ func (p *primary) handle(e any) {
 	case evBeat:
 		if pr := p.procs[e.pid]; pr != nil {
 			pr.hb = e.hb
-			pr.lastBeat = p.now()
+			if !e.sample {
+				pr.lastBeat, pr.beating = p.now(), true
+			}
 			if pr.state == StateReady {
 				pr.readyBeats++
 			}
@@ -403,9 +417,15 @@ func (p *primary) startWorker(id int) *proc {
 		return nil
 	}
 	now := p.now()
-	pr := &proc{id: id, pid: pid, state: StateStarting, started: now, lastBeat: now, h: h}
+	pr := &proc{id: id, pid: pid, state: StateStarting, started: now, lastBeat: now, h: h, beating: true}
+	if q, ok := h.(interface{ quiet() bool }); ok && q.quiet() {
+		pr.beating = false // until its first heartbeat
+	}
 	if m := p.opts.Recycle.MaxRequests; m > 0 {
 		pr.reqLimit = m + p.rnd(max(m/10, 1)+1)
+	}
+	if a := p.opts.Recycle.MaxAge; a > 0 {
+		pr.ageLimit = a + time.Duration(p.rnd(uint64(max(a/10, 1))+1))
 	}
 	p.procs[pid] = pr
 	p.slot(id)
@@ -482,6 +502,9 @@ func (p *primary) onExit(e evExited) {
 		}
 		why := fmt.Sprintf("worker %d's replacement (pid %d) %s before it was ready; the old worker (pid %d) keeps serving",
 			pr.id, pr.pid, exitWords(e, pr.killReason), pr.replaces)
+		if e.output != "" {
+			why += "; its last output: " + e.output
+		}
 		p.log.Error("replacement failed", "worker", pr.id, "pid", pr.pid, "reason", why)
 		if p.reloading != nil && p.reloading.cur == pr.pid {
 			p.finishReload(fmt.Errorf("cluster: reload stopped: %s", why))
@@ -503,8 +526,16 @@ func (p *primary) onExit(e evExited) {
 	} else {
 		s.streak = 0
 	}
+	if s.streak == failedStartsToReport {
+		p.log.Error("worker keeps failing at start; retrying with backoff", "worker", pr.id, "pid", e.pid,
+			"early_deaths", s.streak, "reason", exitWords(e, pr.killReason), "output", e.output)
+	}
 	p.scheduleRestart(pr.id, s)
 }
+
+// failedStartsToReport is the early death in a row at which the primary
+// says, once, that a worker keeps failing, with its last output.
+const failedStartsToReport = 3
 
 func (p *primary) scheduleRestart(id int, s *slot) {
 	if p.shutting || s.waiting {
@@ -607,7 +638,7 @@ func (p *primary) checkTimeouts() {
 			pr.killReason = fmt.Sprintf("did not become ready within %s", p.opts.ReadyTimeout)
 			p.log.Error("worker never became ready; killing it", "worker", pr.id, "pid", pr.pid, "timeout", p.opts.ReadyTimeout.String())
 			_ = pr.h.kill()
-		case pr.state == StateReady && now.Sub(pr.lastBeat) > p.opts.WorkerTimeout:
+		case pr.state == StateReady && pr.beating && now.Sub(pr.lastBeat) > p.opts.WorkerTimeout:
 			pr.killReason = fmt.Sprintf("no heartbeat for %s", now.Sub(pr.lastBeat).Round(time.Second))
 			p.log.Error("worker stopped responding; killing it", "worker", pr.id, "pid", pr.pid, "reason", pr.killReason)
 			_ = pr.h.kill()
