@@ -78,7 +78,7 @@ type proc struct {
 	reqLimit   uint64 // recycle after this many requests (0: never)
 	killReason string // why the primary killed it, for the log and reload errors
 	recycleAt  time.Time
-	readyBeats int // heartbeats received since ready
+	readyBeats int           // heartbeats received since ready
 	beating    bool          // sends heartbeats: the heartbeat timeout applies
 	ageLimit   time.Duration // recycle once ready this long (0: never)
 }
