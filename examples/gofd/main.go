@@ -49,6 +49,7 @@ func main() {
 	})
 	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
 		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		fmt.Printf("slow request started: %d ms\n", ms)
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		fmt.Fprintf(w, "slept %d ms in pid %d\n", ms, pid)
 	})

@@ -30,5 +30,6 @@ app.get("/api/:n", (req, res) => {
 
 app.get("/slow", (req, res) => {
   const ms = parseInt(req.query.ms, 10) || 0;
+  console.log(`slow request started: ${ms} ms`);
   setTimeout(() => res.send(`slept ${ms} ms in pid ${process.pid}\n`), ms);
 });

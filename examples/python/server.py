@@ -41,6 +41,7 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(200, "text/plain", f"Final count is {n * (n + 1) // 2 if n >= 0 else 0} {PID}")
         elif url.path == "/slow":
             ms = int(urllib.parse.parse_qs(url.query).get("ms", ["0"])[0])
+            print(f"slow request started: {ms} ms", flush=True)
             time.sleep(ms / 1000)
             self.reply(200, "text/plain", f"slept {ms} ms in pid {PID}\n")
         else:

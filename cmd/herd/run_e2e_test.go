@@ -1,0 +1,274 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/herd-go/herd/internal/herdtest"
+)
+
+// runExample is one of the example programs herd run supervises.
+type runExample struct {
+	name  string
+	ready string   // --ready-probe
+	cmd   []string // the program and its arguments
+}
+
+var (
+	gofdOnce sync.Once
+	gofdPath string
+	gofdErr  error
+)
+
+// runExamples returns the three examples, building examples/gofd once. A
+// missing interpreter or node_modules fails the test saying what to do:
+// make test installs them.
+func runExamples(t *testing.T) []runExample {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gofdOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "herd-gofd-")
+		if err != nil {
+			gofdErr = err
+			return
+		}
+		gofdPath = filepath.Join(dir, "gofd")
+		cmd := exec.Command("go", "build", "-o", gofdPath, "./examples/gofd")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			gofdErr = fmt.Errorf("go build ./examples/gofd: %v\n%s", err, out)
+		}
+	})
+	if gofdErr != nil {
+		t.Fatal(gofdErr)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node is not installed: run make test (scripts/deps.sh installs nodejs and npm)")
+	}
+	if _, err := os.Stat(filepath.Join(root, "examples/node/node_modules/express")); err != nil {
+		t.Fatal("examples/node/node_modules is missing: run make test, or npm ci in examples/node")
+	}
+	python := pythonPath(t)
+	return []runExample{
+		{name: "gofd", ready: "notify", cmd: []string{gofdPath}},
+		{name: "python", ready: "notify", cmd: []string{python, filepath.Join(root, "examples/python/server.py")}},
+		{name: "node", ready: "http:/pid", cmd: []string{node, filepath.Join(root, "examples/node/server.js")}},
+	}
+}
+
+// pythonPath is the real python3 executable, not a version manager's shim
+// script, which can take seconds to start on a busy machine.
+func pythonPath(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output()
+	if err != nil {
+		t.Fatal("python3 is not installed: run make test (scripts/deps.sh installs it)")
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// startRun starts herd run with two workers on an ephemeral loopback port.
+func startRun(t *testing.T, extra []string, cmd ...string) *herdtest.Proc {
+	t.Helper()
+	args := append([]string{"run", "--workers", "2", "--port", "0", "--host", "127.0.0.1", "--log-format", "json", "--shutdown-timeout", "20s"}, extra...)
+	args = append(append(args, "--"), cmd...)
+	return herdtest.Start(t, herdtest.Options{NoDefaults: true}, args...)
+}
+
+// getPID asks for /pid on a new connection and returns the pid answering.
+func getPID(t *testing.T, url string) int {
+	t.Helper()
+	c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(url + "/pid")
+	if err != nil {
+		t.Fatalf("GET /pid: %v", err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Processid int }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != 200 || body.Processid == 0 {
+		t.Fatalf("GET /pid: status %d, %v, %+v", resp.StatusCode, err, body)
+	}
+	return body.Processid
+}
+
+// workerPIDs returns the ready workers' pids, as herd status says.
+func workerPIDs(t *testing.T, p *herdtest.Proc) map[int]bool {
+	t.Helper()
+	m := map[int]bool{}
+	for pid := range readyPIDs(status(t, p)) {
+		m[pid] = true
+	}
+	return m
+}
+
+// Each example program under herd run: two distinct workers answer, a
+// killed worker is replaced, a rolling reload under load loses nothing, and
+// SIGTERM lets a slow request in flight finish.
+func TestRunExamples(t *testing.T) {
+	for _, ex := range runExamples(t) {
+		t.Run(ex.name, func(t *testing.T) {
+			p := startRun(t, []string{"--ready-probe", ex.ready}, ex.cmd...)
+			p.WaitReady(60 * time.Second)
+			pids := workerPIDs(t, p)
+			if len(pids) != 2 {
+				t.Fatalf("herd status: ready workers %v, want 2", pids)
+			}
+
+			// Both workers answer on the one port, with their own pids.
+			seen := map[int]bool{}
+			p.Eventually(30*time.Second, "both workers to answer /pid", func() bool {
+				pid := getPID(t, p.URL)
+				if !pids[pid] {
+					t.Fatalf("/pid answered %d, not one of the workers %v", pid, pids)
+				}
+				seen[pid] = true
+				return len(seen) == 2
+			})
+
+			// SIGKILL of a worker: replaced.
+			var victim int
+			for pid := range pids {
+				victim = pid
+				break
+			}
+			if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			p.Eventually(60*time.Second, "the killed worker to be replaced", func() bool {
+				now := workerPIDs(t, p)
+				return len(now) == 2 && !now[victim]
+			})
+
+			// herd reload under load: nothing fails, nothing is resent.
+			before := workerPIDs(t, p)
+			l := startLoad(t, p.URL+"/pid", 16)
+			l.waitRequests(t, p, 200)
+			if code, out := herdCmd(t, p, "reload"); code != 0 {
+				t.Fatalf("herd reload: exit %d: %s", code, out)
+			}
+			after := workerPIDs(t, p)
+			for pid := range after {
+				if before[pid] {
+					t.Errorf("after the reload pid %d still serves; want every worker replaced (before %v, after %v)", pid, before, after)
+				}
+			}
+			p.Eventually(30*time.Second, "both new workers to serve the load", func() bool {
+				n := 0
+				for pid := range after {
+					if l.servedBy(pid) > 0 {
+						n++
+					}
+				}
+				return n == len(after)
+			})
+			l.finish(t)
+
+			// SIGTERM with a slow request in flight: it completes, herd exits 0.
+			type result struct {
+				status int
+				body   string
+				err    error
+			}
+			resC := make(chan result, 1)
+			go func() {
+				resp, err := (&http.Client{Timeout: 30 * time.Second}).Get(p.URL + "/slow?ms=1500")
+				if err != nil {
+					resC <- result{err: err}
+					return
+				}
+				defer resp.Body.Close()
+				b, err := io.ReadAll(resp.Body)
+				resC <- result{resp.StatusCode, string(b), err}
+			}()
+			p.WaitLog(30*time.Second, "the slow request to start", func(r herdtest.Record) bool {
+				return r.Msg() == "worker output" && strings.Contains(r.Str("line"), "slow request started")
+			})
+			p.Signal(syscall.SIGTERM)
+			r := <-resC
+			if r.err != nil || r.status != 200 || !strings.Contains(r.body, "slept 1500 ms") {
+				t.Errorf("slow request in flight during SIGTERM: %d %q %v; want 200 and its answer", r.status, r.body, r.err)
+			}
+			if code := p.Wait(30 * time.Second); code != 0 {
+				t.Errorf("herd run exited %d after SIGTERM, want 0", code)
+			}
+			for pid := range after {
+				if herdtest.Alive(pid) {
+					t.Errorf("worker %d still alive after herd run exited", pid)
+				}
+			}
+		})
+	}
+}
+
+// SIGKILL of the primary: within 2 s no worker is left, nor a child the
+// program started (a shell runs each example with a sleep beside it).
+func TestRunPrimaryKilledLeavesNoProcess(t *testing.T) {
+	for _, ex := range runExamples(t) {
+		t.Run(ex.name, func(t *testing.T) {
+			dir := t.TempDir()
+			script := `sleep 600 & echo $! > "$GRANDCHILDREN/$$"; exec "$@"`
+			p := startRunEnv(t, []string{"GRANDCHILDREN=" + dir}, []string{"--ready-probe", ex.ready},
+				append([]string{"sh", "-c", script, "sh"}, ex.cmd...)...)
+			p.WaitReady(60 * time.Second)
+			workers := workerPIDs(t, p)
+			var children []int
+			herdtest.WaitUntil(t, 10*time.Second, "each worker's child pid file", func() bool {
+				children = children[:0]
+				for w := range workers {
+					b, err := os.ReadFile(filepath.Join(dir, strconv.Itoa(w)))
+					if err != nil || len(b) == 0 || b[len(b)-1] != '\n' {
+						return false
+					}
+					n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+					children = append(children, n)
+				}
+				return true
+			})
+			for _, c := range children {
+				t.Cleanup(func() { _ = syscall.Kill(c, syscall.SIGKILL) })
+				if !herdtest.Alive(c) {
+					t.Fatalf("the program's child %d is not running before the test", c)
+				}
+			}
+			p.Signal(syscall.SIGKILL)
+			p.Wait(10 * time.Second)
+			killed := time.Now()
+			herdtest.WaitUntil(t, 2*time.Second, "no worker or worker's child left", func() bool {
+				for w := range workers {
+					if herdtest.Alive(w) {
+						return false
+					}
+				}
+				for _, c := range children {
+					if herdtest.Alive(c) {
+						return false
+					}
+				}
+				return true
+			})
+			t.Logf("workers %v and their children %v gone %s after the primary's SIGKILL", workers, children, time.Since(killed).Round(time.Millisecond))
+		})
+	}
+}
+
+func startRunEnv(t *testing.T, env, extra []string, cmd ...string) *herdtest.Proc {
+	t.Helper()
+	args := append([]string{"run", "--workers", "2", "--port", "0", "--host", "127.0.0.1", "--log-format", "json"}, extra...)
+	args = append(append(args, "--"), cmd...)
+	return herdtest.Start(t, herdtest.Options{NoDefaults: true, Env: env}, args...)
+}
