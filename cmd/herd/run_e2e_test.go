@@ -272,3 +272,104 @@ func startRunEnv(t *testing.T, env, extra []string, cmd ...string) *herdtest.Pro
 	args = append(append(args, "--"), cmd...)
 	return herdtest.Start(t, herdtest.Options{NoDefaults: true, Env: env}, args...)
 }
+
+// A program that exits at once: restarted with growing delays (the primary
+// mostly idle meanwhile), and after a few failed starts one log line says
+// why, with the program's last stderr lines.
+func TestRunProgramThatExitsAtOnceBacksOff(t *testing.T) {
+	p := startRunEnv(t, nil, []string{"--workers", "1"},
+		"sh", "-c", `echo "starting app"; echo "config.yml: no such file or directory" >&2; exit 3`)
+	rec := p.WaitLog(30*time.Second, "the failed-start report", func(r herdtest.Record) bool {
+		return r.Msg() == "worker keeps failing at start; retrying with backoff"
+	})
+	if !strings.Contains(rec.Str("output"), "config.yml: no such file or directory") || rec.Str("reason") != "exited with code 3" {
+		t.Errorf("failed-start report: reason %q, output %q; want exit code 3 and the program's stderr", rec.Str("reason"), rec.Str("output"))
+	}
+	if strings.Contains(rec.Str("output"), "starting app") {
+		t.Errorf("failed-start report output %q holds a stdout line; want stderr only", rec.Str("output"))
+	}
+	// Let the backoff grow to 800 ms (the fifth early death) and see the
+	// delays double while the primary mostly waits.
+	p.WaitLog(60*time.Second, "the fifth early death", func(r herdtest.Record) bool { return r.Int("early_deaths") >= 5 })
+	var delays []time.Duration
+	for _, r := range p.Find(func(r herdtest.Record) bool { return r.Str("next_try_in") != "" }) {
+		d, err := time.ParseDuration(r.Str("next_try_in"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		delays = append(delays, d)
+	}
+	for i := 1; i < len(delays); i++ {
+		if delays[i] <= delays[i-1] {
+			t.Errorf("backoff delays %v: want each longer than the one before", delays)
+			break
+		}
+	}
+	if n := len(p.Find(func(r herdtest.Record) bool { return r.Msg() == "worker keeps failing at start; retrying with backoff" })); n != 1 {
+		t.Errorf("%d failed-start reports, want exactly 1 per streak", n)
+	}
+	cpu, wall := cpuAndAge(t, p.Cmd.Process.Pid)
+	if cpu > wall/2 {
+		t.Errorf("primary used %s of CPU in %s of life while its program kept failing; want it mostly idle", cpu, wall)
+	}
+}
+
+// cpuAndAge returns the CPU time process pid has used and how long it has
+// run, from /proc.
+func cpuAndAge(t *testing.T, pid int) (cpu, age time.Duration) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	// Fields after the name: state is 0, utime 11, stime 12, starttime 19.
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	start, _ := strconv.ParseInt(f[19], 10, 64)
+	up, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		t.Fatal(err)
+	}
+	upS, _ := strconv.ParseFloat(strings.Fields(string(up))[0], 64)
+	const hz = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / hz, time.Duration(upS*float64(time.Second)) - time.Duration(start)*time.Second/hz
+}
+
+// herd reload of a program that no longer starts: exit 1 with the reason
+// and the program's last output, while the old workers keep serving.
+func TestRunReloadOfABrokenProgramKeepsTheOldWorkers(t *testing.T) {
+	ex := runExamples(t)[0] // gofd
+	broken := filepath.Join(t.TempDir(), "broken")
+	script := `if [ -e "$BROKEN" ]; then echo "app.conf line 3: syntax error" >&2; exit 1; fi; exec "$@"`
+	p := startRunEnv(t, []string{"BROKEN=" + broken}, []string{"--ready-probe", "notify"}, append([]string{"sh", "-c", script, "sh"}, ex.cmd...)...)
+	p.WaitReady(60 * time.Second)
+	before := workerPIDs(t, p)
+	if err := os.WriteFile(broken, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out := herdCmd(t, p, "reload")
+	if code != 1 || !strings.Contains(out, "app.conf line 3: syntax error") || !strings.Contains(out, "keeps serving") {
+		t.Errorf("herd reload of a broken program: exit %d, %q; want 1 with the reason and the program's output", code, out)
+	}
+	if after := workerPIDs(t, p); len(after) != 2 || !sameKeys(before, after) {
+		t.Errorf("ready workers after the failed reload %v, want the old ones %v", after, before)
+	}
+	for range 4 {
+		if pid := getPID(t, p.URL); !before[pid] {
+			t.Errorf("/pid answered by %d, want one of the old workers %v", pid, before)
+		}
+	}
+}
+
+func sameKeys(a, b map[int]bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if !b[k] {
+			return false
+		}
+	}
+	return true
+}
