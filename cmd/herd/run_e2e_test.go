@@ -373,3 +373,30 @@ func sameKeys(a, b map[int]bool) bool {
 	}
 	return true
 }
+
+// What a program finds in its environment and arguments: LISTEN_PID is its
+// own pid (set by the exec step), the socket under every convention, {fd}
+// replaced; and --max-age replaces a worker, replacement first.
+func TestRunProgramEnvironmentAndMaxAge(t *testing.T) {
+	script := `echo "env pid=$$ listen_pid=$LISTEN_PID fds=$LISTEN_FDS names=$LISTEN_FDNAMES einhorn=$EINHORN_FD_COUNT/$EINHORN_FD_0 starter=$SERVER_STARTER_PORT port=$PORT worker=$HERD_RUN_WORKER arg=$1 notify=${NOTIFY_SOCKET:+set}"; exec sleep 600`
+	p := startRunEnv(t, nil, []string{"--workers", "1", "--ready-after", "200ms", "--max-age", "2s"}, "sh", "-c", script, "sh", "--fd={fd}")
+	rec := p.WaitLog(30*time.Second, "the program's environment line", func(r herdtest.Record) bool {
+		return r.Msg() == "worker output" && strings.HasPrefix(r.Str("line"), "env ")
+	})
+	port := p.Addr[strings.LastIndexByte(p.Addr, ':')+1:]
+	want := fmt.Sprintf("env pid=%d listen_pid=%d fds=1 names=http einhorn=1/3 starter=%s=3 port=%s worker=1 arg=--fd=3 notify=set",
+		rec.Int("pid"), rec.Int("pid"), p.Addr, port)
+	if got := rec.Str("line"); got != want {
+		t.Errorf("program saw\n  %s\nwant\n  %s", got, want)
+	}
+	first := rec.Int("pid")
+	r := p.WaitLog(30*time.Second, "the worker to be recycled by age", func(r herdtest.Record) bool {
+		return r.Msg() == "replacing worker" && r.Int("pid") == first
+	})
+	if !strings.HasPrefix(r.Str("reason"), "recycle: up for") {
+		t.Errorf("recycle reason %q, want it to say the age", r.Str("reason"))
+	}
+	p.WaitLog(30*time.Second, "the old worker to stop", func(r herdtest.Record) bool {
+		return r.Msg() == "worker stopped" && r.Int("pid") == first
+	})
+}
