@@ -1,7 +1,7 @@
 # herd's one test command is `make test` (the README names it, .ci/run calls it).
 GO ?= go
 
-.PHONY: test deps vet fuzz bench build lint
+.PHONY: test deps vet fuzz bench build lint node-deps
 
 build:
 	$(GO) build -o bin/herd ./cmd/herd
@@ -11,9 +11,13 @@ deps:
 
 # Every test, with the race detector, plus gofmt and go vet, and a short run
 # of each fuzz target over its corpus.
-test: deps vet
+test: deps vet node-deps
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) fuzz FUZZTIME=10s
+
+# herd run's Node example needs express, from the committed lockfile.
+node-deps:
+	@test -d examples/node/node_modules/express || (cd examples/node && npm ci --no-audit --no-fund)
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

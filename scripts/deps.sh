@@ -6,6 +6,10 @@ set -euo pipefail
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# herd run's examples (cmd/herd's e2e tests run them).
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ "${1:-test}" = bench ]; then
   command -v wrk >/dev/null 2>&1 || need+=(wrk)
 fi
@@ -30,6 +34,8 @@ $sudo apt-get update -qq
 $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 # The package may start a system service on 6379; the tests start their own
 # servers on free ports and do not need it.
-for cmd in "${need[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || { echo "installing $cmd failed: install it with 'apt-get install -y $cmd'" >&2; exit 1; }
+for pkg in "${need[@]}"; do
+  cmd=$pkg
+  [ "$pkg" = nodejs ] && cmd=node
+  command -v "$cmd" >/dev/null 2>&1 || { echo "installing $pkg failed: install it with 'apt-get install -y $pkg'" >&2; exit 1; }
 done
