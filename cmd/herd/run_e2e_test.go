@@ -400,3 +400,56 @@ func TestRunProgramEnvironmentAndMaxAge(t *testing.T) {
 		return r.Msg() == "worker stopped" && r.Int("pid") == first
 	})
 }
+
+// The watchdog: a program that sent WATCHDOG=1 and went silent is killed
+// after --worker-timeout and replaced; one that never sent any is left
+// alone. And --max-memory compares the program's RSS.
+func TestRunWatchdogAndMaxMemory(t *testing.T) {
+	prog := `
+import os, socket, time
+def notify(m):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.connect(os.environ["NOTIFY_SOCKET"]); s.send(m.encode())
+notify("READY=1")
+if os.environ["HERD_RUN_WORKER"] == "1":
+    notify("WATCHDOG=1")  # then silence: hung
+junk = bytearray(8 << 20)  # 8 MiB resident
+for i in range(0, len(junk), 4096): junk[i] = 1
+time.sleep(600)
+`
+	p := startRunEnv(t, nil, []string{"--ready-probe", "notify", "--worker-timeout", "2s"}, pythonPath(t), "-c", prog)
+	p.WaitReady(60 * time.Second)
+	st := status(t, p)
+	var silent int
+	for _, w := range st.Workers {
+		if w.ID == 2 {
+			silent = w.PID
+		}
+	}
+	rec := p.WaitLog(30*time.Second, "the hung worker to be killed", func(r herdtest.Record) bool {
+		return r.Msg() == "worker stopped responding; killing it"
+	})
+	if rec.Int("worker") != 1 {
+		t.Errorf("killed for silence: worker %d, want worker 1 (worker 2 never sent WATCHDOG=1)", rec.Int("worker"))
+	}
+	if !herdtest.Alive(silent) {
+		t.Errorf("worker 2 (pid %d), which never sent WATCHDOG=1, was killed", silent)
+	}
+	// RSS of the program is seen (herd status), and over --max-memory it
+	// is recycled.
+	p.Eventually(10*time.Second, "herd status to show the program's RSS", func() bool {
+		for _, w := range status(t, p).Workers {
+			if w.PID == silent && w.RSS >= 8<<20 {
+				return true
+			}
+		}
+		return false
+	})
+	p.Signal(syscall.SIGTERM)
+	p.Wait(30 * time.Second)
+
+	q := startRunEnv(t, nil, []string{"--workers", "1", "--ready-probe", "notify", "--max-memory", "4MB"}, pythonPath(t), "-c", prog)
+	r := q.WaitLog(60*time.Second, "recycling by memory", func(r herdtest.Record) bool { return r.Msg() == "replacing worker" })
+	if !strings.Contains(r.Str("reason"), "RSS") {
+		t.Errorf("recycle reason %q, want the RSS", r.Str("reason"))
+	}
+}
