@@ -7,6 +7,9 @@ import { app } from "./index.js";
 const port = Number(process.env.PORT) || 3000;
 const server = app.listen(port, () => {
   console.log(`Worker ${process.pid} listening on port ${port}`);
+  // PM2's --wait-ready and Node's cluster hear this; under herd run there
+  // is no IPC channel and readiness comes from the probe or READY=1.
+  if (process.send) process.send("ready");
 });
 
 // SIGTERM: stop accepting (what is still queued goes to the other workers),
