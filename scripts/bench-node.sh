@@ -59,17 +59,19 @@ stop() {
 
 echo "round contender root_rps api1e7_rps reload_requests reload_failed"
 for r in $(seq "$rounds"); do
-  for c in herd cluster pm2; do
+  for c in ${CONTENDERS:-herd cluster pm2}; do
     start $c
     root_rps=$(rps /)
     api_rps=$(rps /api/10000000)
-    wrk -t2 -c50 -d600s "http://127.0.0.1:$port/" > "$work/wrk-reload.txt" 2>&1 &
+    # A generous timeout: a slow answer on a busy machine is not a drop.
+    wrk -t2 -c50 -d600s --timeout 30s "http://127.0.0.1:$port/" > "$work/wrk-reload.txt" 2>&1 &
     wpid=$!
     sleep 2
     for _ in 1 2 3 4 5; do reload $c; sleep 1; done
     kill -INT $wpid; wait $wpid || true
     total=$(awk '/requests in/ {print $1}' "$work/wrk-reload.txt")
     echo "$r $c $root_rps $api_rps $total $(failed "$work/wrk-reload.txt")"
+    grep -E "Socket errors|Non-2xx" "$work/wrk-reload.txt" | sed 's/^/    /' >&2 || true
     stop $c
   done
 done
