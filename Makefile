@@ -41,4 +41,4 @@ bench:
 	@printf '\n## Go micro-benchmarks\n\n`%s`, run right after the table above:\n\n```text\n' "$(GOBENCH)" >> BENCHMARKS.md
 	@echo "$(GOBENCH)"; rc=$$(mktemp); \
 	{ $(GOBENCH) 2>&1; echo $$? > $$rc; } | tee -a BENCHMARKS.md; \
-	printf '```\n' >> BENCHMARKS.md; s=$$(cat $$rc); rm -f $$rc; exit $$s
+	printf '```\n' >> BENCHMARKS.md; cat bench/node.md >> BENCHMARKS.md; s=$$(cat $$rc); rm -f $$rc; exit $$s
