@@ -1,7 +1,7 @@
 # herd's one test command is `make test` (the README names it, .ci/run calls it).
 GO ?= go
 
-.PHONY: test deps vet fuzz bench build lint chaos image
+.PHONY: test deps vet fuzz bench build lint chaos image node-deps
 
 build:
 	$(GO) build -o bin/herd ./cmd/herd
@@ -11,10 +11,14 @@ deps:
 
 # Every test, with the race detector, plus gofmt and go vet, and a short run
 # of each fuzz target over its corpus.
-test: deps vet
+test: deps vet node-deps
 	$(GO) test -race -count=1 -timeout 20m ./...
 	cd deploy/kubernetes && $(GO) test -count=1 ./...
 	$(MAKE) fuzz FUZZTIME=10s
+
+# herd run's Node example needs express, from the committed lockfile.
+node-deps:
+	@test -d examples/node/node_modules/express || (cd examples/node && npm ci --no-audit --no-fund)
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -38,7 +42,7 @@ bench:
 	@printf '\n## Go micro-benchmarks\n\n`%s`, run right after the table above:\n\n```text\n' "$(GOBENCH)" >> BENCHMARKS.md
 	@echo "$(GOBENCH)"; rc=$$(mktemp); \
 	{ $(GOBENCH) 2>&1; echo $$? > $$rc; } | tee -a BENCHMARKS.md; \
-	printf '```\n' >> BENCHMARKS.md; s=$$(cat $$rc); rm -f $$rc; exit $$s
+	printf '```\n' >> BENCHMARKS.md; cat bench/node.md >> BENCHMARKS.md; s=$$(cat $$rc); rm -f $$rc; exit $$s
 
 # Fault scenarios (kill storm, SIGSTOP primary, blocked worker socket,
 # hostile control socket directory), bounded in time, on loopback, printing

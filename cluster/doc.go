@@ -76,6 +76,11 @@
 // upgrade, and WATCHDOG=1 from the supervisor loop while a worker is
 // healthy.
 //
+// Options.Exec runs any other program as the workers instead ("herd run"):
+// it inherits the socket as fd 3 (with LISTEN_PID its own pid), says it is
+// ready with sd_notify's READY=1 or by answering a probe, is stopped with a
+// signal, and dies with its children if the primary dies. See Exec.
+//
 // Signal handling in workers: SIGINT, SIGHUP, SIGTTIN, SIGTTOU and SIGUSR2
 // are ignored (the primary orchestrates, and runs its workers in their own
 // process group so Ctrl-C reaches only it); SIGTERM drains that worker,

@@ -97,7 +97,9 @@ type Options struct {
 	WorkerGOMAXPROCS int
 
 	// Balance is how new connections are spread over the workers.
-	// Default (empty) DefaultBalance; see ParseBalance.
+	// Default (empty) DefaultBalance; see ParseBalance. With Exec it is
+	// always BalanceShared: a foreign program accepts from the socket
+	// itself and cannot take connections passed over herd's IPC.
 	Balance Balance
 
 	// MaxConns caps each worker's open connections: a worker holding
@@ -135,6 +137,10 @@ type Options struct {
 	// dashboard). Zero: none.
 	Admin Admin
 
+	// Exec, if set, runs this external program as the workers instead of
+	// this binary (see Exec); Args then only start herd's helpers.
+	Exec *Exec
+
 	// OnHandover, if set, runs in the primary once a binary upgrade has
 	// succeeded, before it drains its own workers: release what the new
 	// primary must take over (a database file lock). It must not block.
@@ -162,7 +168,11 @@ type Recycle struct {
 	// (at least 1) so that workers started together do not recycle together.
 	MaxRequests uint64
 	// MaxRSS recycles a worker whose resident memory exceeds it, in bytes.
+	// For an Exec program it is the RSS of the program's process tree.
 	MaxRSS uint64
+	// MaxAge recycles a worker once it has been ready this long, raised by
+	// a random jitter of up to MaxAge/10 per worker.
+	MaxAge time.Duration
 }
 
 // Backoff paces restarts. A worker that exits unexpectedly after running
@@ -237,6 +247,11 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Balance == "" {
 		o.Balance = DefaultBalance
+	}
+	if o.Exec != nil {
+		// A foreign program takes no connections over herd's IPC: it
+		// accepts from the shared socket itself.
+		o.Balance = BalanceShared
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

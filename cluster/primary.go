@@ -51,13 +51,15 @@ type spawner func(p *primary, id int) (pid int, h handle, err error)
 type (
 	evReady struct{ pid int }
 	evBeat  struct {
-		pid int
-		hb  Heartbeat
+		pid    int
+		hb     Heartbeat
+		sample bool // figures the primary read itself (Exec): not a sign of life
 	}
 	evExited struct {
 		pid    int
 		code   int    // exit code, -1 when killed by a signal
 		signal string // the signal's name, when killed by one
+		output string // its last lines of stderr, when the spawner kept them
 	}
 	evStart struct{ id int } // a backoff delay ended
 	// evDrainFailed: the drain request could not be written to the worker.
@@ -85,7 +87,9 @@ type proc struct {
 	reqLimit   uint64 // recycle after this many requests (0: never)
 	killReason string // why the primary killed it, for the log and reload errors
 	recycleAt  time.Time
-	readyBeats int // heartbeats received since ready
+	readyBeats int           // heartbeats received since ready
+	beating    bool          // sends heartbeats: the heartbeat timeout applies
+	ageLimit   time.Duration // recycle once ready this long (0: never)
 
 	acceptWarned bool   // logged that it cannot accept
 	retire       string // restart reason when replaced on purpose (metrics_primary.go)
@@ -160,6 +164,14 @@ func newPrimary(opts Options, spawn spawner) *primary {
 
 func runPrimary(ctx context.Context, opts Options) error {
 	p := newPrimary(opts, spawnProcess)
+	if opts.Exec != nil {
+		x, err := startExternal(p)
+		if err != nil {
+			return err
+		}
+		defer x.close()
+		p.spawn = x.spawn
+	}
 	upgradeFrom := os.Getenv(EnvUpgradeFrom)
 	if n, err := strconv.Atoi(os.Getenv(envUpgradeWorkers)); err == nil && n > 0 && upgradeFrom != "" {
 		p.want = n
@@ -389,7 +401,9 @@ func (p *primary) handle(e any) {
 					"worker", pr.id, "pid", pr.pid, "err", e.hb.AcceptError, "failures", e.hb.AcceptErrors)
 			}
 			pr.hb = e.hb
-			pr.lastBeat = p.now()
+			if !e.sample {
+				pr.lastBeat, pr.beating = p.now(), true
+			}
 			if pr.state == StateReady {
 				pr.readyBeats++
 			}
@@ -469,9 +483,15 @@ func (p *primary) startWorker(id int) *proc {
 		return nil
 	}
 	now := p.now()
-	pr := &proc{id: id, pid: pid, state: StateStarting, started: now, lastBeat: now, h: h}
+	pr := &proc{id: id, pid: pid, state: StateStarting, started: now, lastBeat: now, h: h, beating: true}
+	if q, ok := h.(interface{ quiet() bool }); ok && q.quiet() {
+		pr.beating = false // until its first heartbeat
+	}
 	if m := p.opts.Recycle.MaxRequests; m > 0 {
 		pr.reqLimit = m + p.rnd(max(m/10, 1)+1)
+	}
+	if a := p.opts.Recycle.MaxAge; a > 0 {
+		pr.ageLimit = a + time.Duration(p.rnd(uint64(max(a/10, 1))+1))
 	}
 	p.procs[pid] = pr
 	p.slot(id)
@@ -554,6 +574,9 @@ func (p *primary) onExit(e evExited) {
 		}
 		why := fmt.Sprintf("worker %d's replacement (pid %d) %s before it was ready; the old worker (pid %d) keeps serving",
 			pr.id, pr.pid, exitWords(e, pr.killReason), pr.replaces)
+		if e.output != "" {
+			why += "; its last output: " + e.output
+		}
 		p.log.Error("replacement failed", "worker", pr.id, "pid", pr.pid, "reason", why)
 		if p.reloading != nil && p.reloading.cur == pr.pid {
 			p.finishReload(fmt.Errorf("cluster: reload stopped: %s", why))
@@ -592,9 +615,17 @@ func (p *primary) onExit(e evExited) {
 		// Its own failure: an exit before ready, an exit code soon after,
 		// or killed by this primary for hanging.
 		s.streak++
+		if s.streak == failedStartsToReport {
+			p.log.Error("worker keeps failing at start; retrying with backoff", "worker", pr.id, "pid", e.pid,
+				"early_deaths", s.streak, "reason", exitWords(e, pr.killReason), "output", e.output)
+		}
 		p.scheduleRestart(pr.id, s, p.opts.Backoff.delay(s.streak))
 	}
 }
+
+// failedStartsToReport is the early death in a row at which the primary
+// says, once, that a worker keeps failing, with its last output.
+const failedStartsToReport = 3
 
 // failedAtStart records that slot id's worker exited with ExitStartFailed
 // before any worker of this primary was ever ready. Once every slot has,
@@ -720,7 +751,7 @@ func (p *primary) checkTimeouts() {
 			pr.killReason = fmt.Sprintf("did not become ready within %s", p.opts.ReadyTimeout)
 			p.log.Error("worker never became ready; killing it", "worker", pr.id, "pid", pr.pid, "timeout", p.opts.ReadyTimeout.String())
 			_ = pr.h.kill()
-		case pr.state == StateReady && now.Sub(pr.lastBeat) > p.opts.WorkerTimeout:
+		case pr.state == StateReady && pr.beating && now.Sub(pr.lastBeat) > p.opts.WorkerTimeout:
 			pr.killReason = fmt.Sprintf("no heartbeat for %s", now.Sub(pr.lastBeat).Round(time.Second))
 			p.log.Error("worker stopped responding; killing it", "worker", pr.id, "pid", pr.pid, "reason", pr.killReason)
 			_ = pr.h.kill()

@@ -295,7 +295,7 @@ func (h *primaryIPC) HandleNotify(method string, body []byte) {
 	case msgHeartbeat:
 		var hb Heartbeat
 		if json.Unmarshal(body, &hb) == nil {
-			h.p.send(evBeat{h.pid, hb})
+			h.p.send(evBeat{pid: h.pid, hb: hb})
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 )
 
 // Replacement first: every planned replacement of a worker (reload,
@@ -36,6 +37,8 @@ func (p *primary) maybeRecycle(pr *proc) {
 	switch r := p.opts.Recycle; {
 	case pr.reqLimit > 0 && pr.hb.Requests >= pr.reqLimit:
 		reason = fmt.Sprintf("served %d requests (limit %d)", pr.hb.Requests, pr.reqLimit)
+	case pr.ageLimit > 0 && p.now().Sub(pr.readyAt) >= pr.ageLimit:
+		reason = fmt.Sprintf("up for %s (limit %s)", p.now().Sub(pr.readyAt).Round(time.Second), r.MaxAge)
 	case r.MaxRSS > 0 && pr.hb.RSS > r.MaxRSS:
 		reason = fmt.Sprintf("RSS %.1f MB over the limit of %.1f MB", float64(pr.hb.RSS)/(1<<20), float64(r.MaxRSS)/(1<<20))
 		// Over the limit at its first heartbeat after ready: the limit is

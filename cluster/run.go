@@ -68,6 +68,9 @@ func IsWorker() bool {
 // marked as a worker, or whatever fn returned in a worker.
 func Run(ctx context.Context, opts Options, fn func(ctx context.Context, w *Worker) error) error {
 	opts = opts.withDefaults()
+	if IsExecHelper() {
+		return ExecHelper()
+	}
 	if s, ok := os.LookupEnv(EnvWorkerID); ok {
 		id, err := strconv.Atoi(s)
 		if err != nil || id < 0 {

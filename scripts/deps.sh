@@ -10,6 +10,10 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium) # the dashboard's browse
 # deploy tests: socket activation and unit checks (systemd), the image (docker.io).
 command -v systemd-socket-activate >/dev/null 2>&1 || need+=(systemd)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+# herd run's examples (cmd/herd's e2e tests run them).
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ "${1:-test}" = bench ]; then
   command -v wrk >/dev/null 2>&1 || need+=(wrk)
 fi
@@ -59,7 +63,7 @@ $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 # The package may start a system service on 6379; the tests start their own
 # servers on free ports and do not need it.
 for pkg in "${need[@]}"; do
-  case $pkg in systemd) cmd=systemd-socket-activate ;; docker.io) cmd=dockerd ;; *) cmd=$pkg ;; esac
+  case $pkg in systemd) cmd=systemd-socket-activate ;; docker.io) cmd=dockerd ;; nodejs) cmd=node ;; *) cmd=$pkg ;; esac
   command -v "$cmd" >/dev/null 2>&1 || { echo "installing $pkg failed: install it with 'apt-get install -y $pkg'" >&2; exit 1; }
 done
 start_dockerd "${1:-test}"

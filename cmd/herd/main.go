@@ -30,6 +30,7 @@ type command struct {
 // one list, so that none of them can forget a command.
 var commands = []command{
 	{name: "serve", help: "run the demo application clustered (the default command)", run: cmdServe},
+	{name: "run", synopsis: "-- CMD", help: "supervise any program (Node, Python, ...) the same way, serving herd's socket (herd run --help)", run: cmdRun},
 	{name: "loadtest", help: "send closed-loop HTTP load and report latency and worker distribution", run: cmdLoadtest},
 	{name: "status", help: "list the running primary's workers (id, pid, state, uptime, restarts, requests, memory)", run: control("status")},
 	{name: "top", help: "redraw the workers each second with requests/s and p50/p99 latency (also: herd status --watch)", run: cmdTop},
