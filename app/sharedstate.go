@@ -90,8 +90,9 @@ func (s *sharedState) store(w http.ResponseWriter) store.Store {
 	return st
 }
 
-// storeFailed answers a failed store call: 503 when the backend cannot be
-// reached or did not answer in time, 500 otherwise (logged in detail: the
+// storeFailed answers a failed store call: 507 when the backend is out of
+// space, 503 when it cannot be reached or did not answer in time, 500
+// otherwise (logged in detail: the
 // client gets no internals, and never a URL or password).
 func (s *sharedState) storeFailed(w http.ResponseWriter, r *http.Request, op, key string, err error) {
 	log := s.a.opts.Logger
@@ -99,12 +100,16 @@ func (s *sharedState) storeFailed(w http.ResponseWriter, r *http.Request, op, ke
 	case r.Context().Err() != nil:
 		// The client is gone; nobody reads this answer.
 		writeError(w, http.StatusServiceUnavailable, "request canceled")
+	case errors.Is(err, store.ErrNoSpace):
+		s.warnLimited("shared state backend out of space", op, key, err)
+		writeError(w, http.StatusInsufficientStorage,
+			"the shared store is out of space: this write was not made; reads and deletes still work")
 	case errors.Is(err, store.ErrUnavailable):
-		s.warnUnavailable(op, key, err)
+		s.warnLimited("shared state backend unavailable", op, key, err)
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "shared state backend is unavailable; retry later")
 	case errors.Is(err, context.DeadlineExceeded):
-		s.warnUnavailable(op, key, err)
+		s.warnLimited("shared state backend unavailable", op, key, err)
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable,
 			fmt.Sprintf("shared state backend did not answer within %s; retry later", storeTimeout))
@@ -114,16 +119,16 @@ func (s *sharedState) storeFailed(w http.ResponseWriter, r *http.Request, op, ke
 	}
 }
 
-// warnUnavailable logs an unavailable backend at most once per
-// unavailableLogEvery, with how many such failures it left out.
-func (s *sharedState) warnUnavailable(op, key string, err error) {
+// warnLimited logs a failing backend (unavailable, out of space) at most
+// once per unavailableLogEvery, with how many such failures it left out.
+func (s *sharedState) warnLimited(msg, op, key string, err error) {
 	now := time.Now().UnixNano()
 	last := s.lastWarn.Load()
 	if now-last < int64(unavailableLogEvery) || !s.lastWarn.CompareAndSwap(last, now) {
 		s.suppressed.Add(1)
 		return
 	}
-	s.a.opts.Logger.Warn("shared state backend unavailable", "op", op, "key", key, "err", err,
+	s.a.opts.Logger.Warn(msg, "op", op, "key", key, "err", err,
 		"suppressed", s.suppressed.Swap(0))
 }
 
@@ -215,8 +220,17 @@ func (s *sharedState) set(w http.ResponseWriter, r *http.Request) {
 		Key     string          `json:"key"`
 		Value   json.RawMessage `json:"value"`
 		Message string          `json:"message"`
-	}{s.a.ref(), "stored", st.Backend(), full, value,
+	}{s.a.ref(), storedAction(st), st.Backend(), full, value,
 		fmt.Sprintf("Stored %s in shared state: every worker now reads this value", full)})
+}
+
+// storedAction is the "action" of a POST /cluster/shared-state answer:
+// "stored_in_redis" with Redis, as the reference says, "stored" otherwise.
+func storedAction(st store.Store) string {
+	if st.Backend() == "redis" {
+		return "stored_in_redis"
+	}
+	return "stored"
 }
 
 // pathKey returns the {key} of the request, or answers 400 and returns "".

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -104,8 +105,10 @@ type boltStore struct {
 // while it waits for its batch. Keys are 1 to 32768 bytes; values up to
 // about 2 GB. Reads never wait for writes. Expired keys are invisible at
 // once and deleted from the file by a background sweep at most every
-// DefaultSweepInterval. Close waits for running transactions and closes the
-// file. Backend reports "embedded (bbolt)".
+// DefaultSweepInterval. A write that finds the disk full (ENOSPC) fails
+// with an error wrapping ErrNoSpace and changes nothing; reads go on
+// working. Close waits for running transactions and closes the file.
+// Backend reports "embedded (bbolt)".
 func OpenBolt(path string, opts BoltOptions) (Store, error) {
 	if path == "" {
 		return nil, errors.New("store: state file path is empty")
@@ -190,6 +193,8 @@ func (s *boltStore) wrap(err error) error {
 		return err
 	case errors.Is(err, bolterrors.ErrDatabaseNotOpen):
 		return ErrClosed
+	case errors.Is(err, syscall.ENOSPC):
+		return fmt.Errorf("%w: bbolt %s: %w", ErrNoSpace, s.path, err)
 	default:
 		return fmt.Errorf("store: bbolt %s: %w", s.path, err)
 	}

@@ -75,6 +75,7 @@ const (
 	codeClosed      = "closed"      // ErrClosed
 	codeNotInteger  = "not_integer" // ErrNotInteger
 	codeInvalid     = "invalid"     // a bad key or ttl
+	codeNoSpace     = "no_space"    // ErrNoSpace
 )
 
 func toWire(err error) wireError {
@@ -89,6 +90,8 @@ func toWire(err error) wireError {
 		code = codeClosed
 	case errors.Is(err, ErrNotInteger):
 		code = codeNotInteger
+	case errors.Is(err, ErrNoSpace):
+		code = codeNoSpace
 	case errors.Is(err, errEmptyKey), errors.Is(err, errNegativeTTL):
 		code = codeInvalid
 	}
@@ -108,6 +111,8 @@ func (w wireError) err() error {
 		return fmt.Errorf("%w: primary: %s", ErrUnavailable, w.Error)
 	case codeNotInteger:
 		return fmt.Errorf("%w: primary: %s", ErrNotInteger, w.Error)
+	case codeNoSpace:
+		return fmt.Errorf("%w: primary: %s", ErrNoSpace, w.Error)
 	default:
 		return fmt.Errorf("store: primary: %s", w.Error)
 	}
@@ -128,7 +133,7 @@ func (w wireError) err() error {
 //
 // A failed store call is answered in the reply, as {"code":c,"error":text}
 // beside the fields above, with c one of "unavailable", "closed",
-// "not_integer", "invalid", "failed"; "not found" is found:false. The
+// "not_integer", "no_space", "invalid", "failed"; "not found" is found:false. The
 // handler returns an error only for a request it cannot read, and for any
 // other method an error wrapping ErrUnknownMethod.
 func Serve(s Store) func(ctx context.Context, method string, body json.RawMessage) (any, error) {

@@ -13,6 +13,11 @@ var ErrNotFound = errors.New("store: key not found")
 // (Redis down, primary gone). Callers answer 503 and retry later.
 var ErrUnavailable = errors.New("store: backend unavailable")
 
+// ErrNoSpace wraps errors meaning the backend is out of space (a full disk
+// under the state file, a Redis at its memory limit): the write did not
+// happen. Reads and deletes still work. Callers answer 507.
+var ErrNoSpace = errors.New("store: out of space")
+
 // ErrClosed is returned by every method but Close and Backend after Close.
 var ErrClosed = errors.New("store: closed")
 
