@@ -91,13 +91,20 @@ func (a *App) sum(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "Final count is %d %d", total, a.pid)
 }
 
-// parseSumN reads /api/{n}'s n: decimal digits, optionally after a "+".
+// parseSumN reads /api/{n}'s n: decimal digits, optionally after a sign.
 // Any such number above MaxSumN, however long, is MaxSumN, as the message
-// says and as the reference's parseInt does; anything else is not ok.
+// says and as the reference's parseInt does; a negative number (but -0)
+// and anything else are not ok.
 func parseSumN(s string) (uint64, bool) {
-	digits := strings.TrimPrefix(s, "+")
+	digits, negative := s, false
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		digits, negative = s[1:], s[0] == '-'
+	}
 	if digits == "" || strings.TrimLeft(digits, "0123456789") != "" {
 		return 0, false
+	}
+	if negative {
+		return 0, strings.TrimLeft(digits, "0") == ""
 	}
 	n, err := strconv.ParseUint(digits, 10, 64)
 	if err != nil || n > MaxSumN { // only ErrRange is left: too many digits

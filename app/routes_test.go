@@ -254,7 +254,8 @@ func TestParseSumN(t *testing.T) {
 		{"4999999999", 4999999999, true}, {"5000000000", MaxSumN, true}, {"5000000001", MaxSumN, true},
 		{"9223372036854775807", MaxSumN, true}, {"9223372036854775808", MaxSumN, true},
 		{"18446744073709551616", MaxSumN, true}, {strings.Repeat("9", 1000), MaxSumN, true},
-		{"", 0, false}, {"+", 0, false}, {"-1", 0, false}, {"-0", 0, false}, {"++1", 0, false},
+		{"-0", 0, true}, {"-000", 0, true},
+		{"", 0, false}, {"+", 0, false}, {"-", 0, false}, {"-1", 0, false}, {"-99999999999999999999", 0, false}, {"++1", 0, false},
 		{"1.5", 0, false}, {"1e3", 0, false}, {"0x10", 0, false}, {" 5", 0, false}, {"5abc", 0, false},
 		{"٣", 0, false}, // an Arabic-Indic digit is not a decimal digit here
 	} {

@@ -390,7 +390,7 @@ func TestCounterConcurrent(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
-			srv, _ := server(t, b.open(t))
+			srv, logs := server(t, b.open(t))
 			tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
 			defer tr.CloseIdleConnections()
 			hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
@@ -434,7 +434,7 @@ func TestCounterConcurrent(t *testing.T) {
 			}
 			wg.Wait()
 			if len(errs) > 0 {
-				t.Fatalf("%d failed requests, first: %s", len(errs), errs[0])
+				t.Fatalf("%d failed requests, first: %s; log: %.2000s", len(errs), errs[0], logs.String())
 			}
 			slices.Sort(got)
 			for i, v := range got {
