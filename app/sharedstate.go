@@ -63,8 +63,13 @@ type sharedState struct {
 //	DELETE /cluster/shared-state/{key}  → 204, 404
 //	POST   /cluster/counter             → 200 {"counter": n}, atomically
 //
+// The writes accept an Idempotency-Key header: made at most once per key
+// (store.Store.Apply), a repeat answering the first result with
+// Idempotent-Replayed: true, a key reused for another write 422.
 // Without a store they answer 503; with the backend unreachable, 503 and a
-// Retry-After; bad input, 4xx with {"error": ...}.
+// Retry-After (the write was not made); a write sent but unanswered, 504
+// (it may have been made); the backend out of space, 507; bad input, 4xx
+// with {"error": ...}.
 func (a *App) sharedStateRoutes(mux *http.ServeMux) {
 	s := &sharedState{a: a}
 	mux.HandleFunc("POST /cluster/shared-state", s.set)

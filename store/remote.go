@@ -254,7 +254,8 @@ type remote struct {
 // worker sees the same data, and it blocks for that round trip. When c fails
 // (the primary is unreachable, or did not answer a request it should) the
 // error wraps ErrUnavailable, and the caller's own context errors wrap
-// ctx.Err(). Backend asks the primary for its backend's name the first time
+// ctx.Err(); a failed write also wraps ErrOutcomeUnknown unless the
+// primary refused it or c's error wraps ErrNotSent. Backend asks the primary for its backend's name the first time
 // it is called, waiting up to 2 s, and remembers the answer; until the
 // primary answers it reports "embedded". Close only stops this value from
 // being used; it does not close c, which the cluster runtime owns.
