@@ -15,7 +15,18 @@ import (
 	"github.com/herd-go/herd/store"
 )
 
-// WorkerInfo is one worker as the primary sees it.
+// Worker states as /cluster/workers shows them.
+const (
+	// StateReady is the cluster runtime's name for a serving worker.
+	StateReady = "ready"
+	// StateOnline is what /cluster/workers says for a ready worker, the
+	// name the reference's JSON uses (Node's cluster "online" event).
+	StateOnline = "online"
+)
+
+// WorkerInfo is one worker as the primary sees it. Cluster implementations
+// report the runtime's states ("starting", "ready", "draining");
+// /cluster/workers shows "ready" as StateOnline.
 type WorkerInfo struct {
 	ID       int     `json:"id"`
 	PID      int     `json:"pid"`

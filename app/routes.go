@@ -59,10 +59,10 @@ func (a *App) notFound(w http.ResponseWriter, r *http.Request) {
 	if len(allowed) > 0 {
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
 		writeError(w, http.StatusMethodNotAllowed,
-			fmt.Sprintf("method %s not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allowed, ", ")))
+			fmt.Sprintf("method %s not allowed on %s; allowed: %s", clip(r.Method), clip(r.URL.Path), strings.Join(allowed, ", ")))
 		return
 	}
-	writeError(w, http.StatusNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
+	writeError(w, http.StatusNotFound, fmt.Sprintf("no route for %s %s", clip(r.Method), clip(r.URL.Path)))
 }
 
 func (a *App) hello(w http.ResponseWriter, r *http.Request) {
@@ -77,18 +77,40 @@ func (a *App) pidRoute(w http.ResponseWriter, r *http.Request) {
 // sum is the CPU-bound demo load: it really loops over 0..n.
 func (a *App) sum(w http.ResponseWriter, r *http.Request) {
 	s := r.PathValue("n")
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
+	n, ok := parseSumN(s)
+	if !ok {
 		writeError(w, http.StatusBadRequest,
-			fmt.Sprintf("n must be a whole number from 0 (values above %d are clamped to it), got %q", MaxSumN, s))
+			fmt.Sprintf("n must be a whole number from 0 (values above %d are clamped to it), got %s", MaxSumN, quote(s)))
 		return
 	}
-	total, ok := Sum(r.Context(), uint64(min(n, MaxSumN)))
+	total, ok := Sum(r.Context(), n)
 	if !ok {
 		return // the client went away; nobody is listening
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	fmt.Fprintf(w, "Final count is %d %d", total, a.pid)
+}
+
+// parseSumN reads /api/{n}'s n: decimal digits, optionally after a sign.
+// Any such number above MaxSumN, however long, is MaxSumN, as the message
+// says and as the reference's parseInt does; a negative number (but -0)
+// and anything else are not ok.
+func parseSumN(s string) (uint64, bool) {
+	digits, negative := s, false
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		digits, negative = s[1:], s[0] == '-'
+	}
+	if digits == "" || strings.TrimLeft(digits, "0123456789") != "" {
+		return 0, false
+	}
+	if negative {
+		return 0, strings.TrimLeft(digits, "0") == ""
+	}
+	n, err := strconv.ParseUint(digits, 10, 64)
+	if err != nil || n > MaxSumN { // only ErrRange is left: too many digits
+		return MaxSumN, true
+	}
+	return n, true
 }
 
 // Sum adds the integers 0..n one by one, stopping early (ok false) when ctx
@@ -178,6 +200,13 @@ func (a *App) workers(w http.ResponseWriter, r *http.Request) {
 	}
 	if ws == nil {
 		ws = []WorkerInfo{}
+	}
+	for i := range ws {
+		// The reference names a serving worker "online"; herd's own
+		// state names stay in herd status and the metrics.
+		if ws[i].State == StateReady {
+			ws[i].State = StateOnline
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"primary": map[string]int{"pid": ppid},

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // testServer is an App behind a real loopback HTTP server.
@@ -219,7 +220,8 @@ func TestSumClamps(t *testing.T) {
 	if got := sumClosedForm(MaxSumN); got != 12500000002500000000 {
 		t.Fatalf("closed form of MaxSumN = %d", got)
 	}
-	for _, n := range []string{"5000000000", "9223372036854775807"} {
+	// Above int64 too: the message promises every number above is clamped.
+	for _, n := range []string{"5000000000", "9223372036854775808"} {
 		t.Run(n, func(t *testing.T) {
 			t.Parallel()
 			r := s.with(t).do("GET", "/api/"+n, "")
@@ -240,9 +242,65 @@ func TestSumExact(t *testing.T) {
 	}
 }
 
+// TestParseSumN: any decimal number is a count, clamped however long it
+// is; anything else is not (the loops themselves are TestSumClamps's).
+func TestParseSumN(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want uint64
+		ok   bool
+	}{
+		{"0", 0, true}, {"7", 7, true}, {"+7", 7, true}, {"007", 7, true},
+		{"4999999999", 4999999999, true}, {"5000000000", MaxSumN, true}, {"5000000001", MaxSumN, true},
+		{"9223372036854775807", MaxSumN, true}, {"9223372036854775808", MaxSumN, true},
+		{"18446744073709551616", MaxSumN, true}, {strings.Repeat("9", 1000), MaxSumN, true},
+		{"-0", 0, true}, {"-000", 0, true},
+		{"", 0, false}, {"+", 0, false}, {"-", 0, false}, {"-1", 0, false}, {"-99999999999999999999", 0, false}, {"++1", 0, false},
+		{"1.5", 0, false}, {"1e3", 0, false}, {"0x10", 0, false}, {" 5", 0, false}, {"5abc", 0, false},
+		{"٣", 0, false}, // an Arabic-Indic digit is not a decimal digit here
+	} {
+		got, ok := parseSumN(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("parseSumN(%q) = %d, %v; want %d, %v", clip(tc.in), got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// TestErrorsQuoteAShortPrefix: an error quotes at most MaxQuoted bytes of
+// what the client sent, however long that was.
+func TestErrorsQuoteAShortPrefix(t *testing.T) {
+	s := newTestServer(t, Options{WorkerID: 1})
+	long := strings.Repeat("x", 100<<10)
+	for _, tc := range []struct{ method, path string }{
+		{"GET", "/api/" + long},                         // 400: the bad n
+		{"GET", "/" + long},                             // 404: the path
+		{"POST", "/api/" + long},                        // 405: the path
+		{"GET", "/api/1" + strings.Repeat("é", 50<<10)}, // 400, cut at a character boundary
+	} {
+		r := s.do(tc.method, tc.path, "")
+		if r.status < 400 || r.status > 499 {
+			t.Errorf("%s /%s…: status %d, want a 4xx", tc.method, tc.path[1:10], r.status)
+		}
+		msg := r.wantError(t, r.status)
+		if len(r.body) > 400 {
+			t.Errorf("%s %d-byte path: %d-byte error body, want a short one: %.200s…", tc.method, len(tc.path), len(r.body), r.body)
+		}
+		if !strings.Contains(msg, "…") {
+			t.Errorf("%s %d-byte path: error %q does not show it was cut", tc.method, len(tc.path), msg)
+		}
+		if !utf8.ValidString(msg) {
+			t.Errorf("error %q is not valid UTF-8: cut inside a character", msg)
+		}
+	}
+	// Short input is quoted whole, with no ellipsis.
+	if msg := s.do("GET", "/api/abc", "").wantError(t, 400); !strings.Contains(msg, `"abc"`) || strings.Contains(msg, "…") {
+		t.Errorf("GET /api/abc: error %q, want the input quoted whole", msg)
+	}
+}
+
 func TestSumBadInput(t *testing.T) {
 	s := newTestServer(t, Options{WorkerID: 1})
-	for _, n := range []string{"-1", "abc", "1.5", "99999999999999999999", "1e3", "0x10", "%205", "5abc"} {
+	for _, n := range []string{"-1", "abc", "1.5", "-99999999999999999999", "1e3", "0x10", "%205", "5abc"} {
 		msg := s.do("GET", "/api/"+n, "").wantError(t, 400)
 		if !strings.Contains(msg, "n must be") {
 			t.Errorf("GET /api/%s: error %q does not say what n must be", n, msg)
@@ -423,8 +481,12 @@ func TestClusterWorkers(t *testing.T) {
 	}
 	for i, w := range ws {
 		got := list[i].(map[string]any)
+		state := w.State
+		if state == "ready" {
+			state = "online" // the reference's name for a serving worker
+		}
 		want := map[string]any{
-			"id": float64(w.ID), "pid": float64(w.PID), "state": w.State,
+			"id": float64(w.ID), "pid": float64(w.PID), "state": state,
 			"uptime": w.Uptime, "restarts": float64(w.Restarts),
 		}
 		for k, v := range want {

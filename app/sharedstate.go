@@ -34,6 +34,15 @@ const (
 	// storeTimeout bounds one store call, so that a hung backend turns into
 	// a 503 rather than a hung request.
 	storeTimeout = 5 * time.Second
+	// IdempotencyKeyHeader names the request header that makes a write
+	// happen at most once however often it is sent (within
+	// store.IdempotencyTTL): POST /cluster/shared-state, POST
+	// /cluster/counter and DELETE /cluster/shared-state/{key} accept it.
+	IdempotencyKeyHeader = "Idempotency-Key"
+	// ReplayedHeader is set to "true" on the answer to a write that was
+	// not made again: it repeats the first answer with the same key.
+	ReplayedHeader = "Idempotent-Replayed"
+
 	// unavailableLogEvery spaces out "backend unavailable" log lines: when
 	// Redis is down every request would log one.
 	unavailableLogEvery = 5 * time.Second
@@ -54,8 +63,13 @@ type sharedState struct {
 //	DELETE /cluster/shared-state/{key}  → 204, 404
 //	POST   /cluster/counter             → 200 {"counter": n}, atomically
 //
+// The writes accept an Idempotency-Key header: made at most once per key
+// (store.Store.Apply), a repeat answering the first result with
+// Idempotent-Replayed: true, a key reused for another write 422.
 // Without a store they answer 503; with the backend unreachable, 503 and a
-// Retry-After; bad input, 4xx with {"error": ...}.
+// Retry-After (the write was not made); a write sent but unanswered, 504
+// (it may have been made); the backend out of space, 507; bad input, 4xx
+// with {"error": ...}.
 func (a *App) sharedStateRoutes(mux *http.ServeMux) {
 	s := &sharedState{a: a}
 	mux.HandleFunc("POST /cluster/shared-state", s.set)
@@ -90,8 +104,11 @@ func (s *sharedState) store(w http.ResponseWriter) store.Store {
 	return st
 }
 
-// storeFailed answers a failed store call: 503 when the backend cannot be
-// reached or did not answer in time, 500 otherwise (logged in detail: the
+// storeFailed answers a failed store call: 504 when a write was sent but
+// not answered (its outcome is unknown), 422 for an idempotency key reused
+// for another write, 507 when the backend is out of space, 503 when it
+// cannot be reached or did not answer in time (the call was not made),
+// 500 otherwise (logged in detail: the
 // client gets no internals, and never a URL or password).
 func (s *sharedState) storeFailed(w http.ResponseWriter, r *http.Request, op, key string, err error) {
 	log := s.a.opts.Logger
@@ -99,12 +116,29 @@ func (s *sharedState) storeFailed(w http.ResponseWriter, r *http.Request, op, ke
 	case r.Context().Err() != nil:
 		// The client is gone; nobody reads this answer.
 		writeError(w, http.StatusServiceUnavailable, "request canceled")
+	case errors.Is(err, store.ErrOutcomeUnknown):
+		// Never "retry": a retry without the key could apply it twice.
+		s.warnLimited("shared state write unanswered", op, key, err)
+		msg := "the shared store did not answer in time: this write may or may not have been made. " +
+			"Read the value before writing again, or retry with the same Idempotency-Key header, which makes it at most once"
+		if r.Header.Get(IdempotencyKeyHeader) == "" {
+			msg = "the shared store did not answer in time: this write may or may not have been made. " +
+				"Read the value before writing again; send an Idempotency-Key header with writes to retry them safely"
+		}
+		writeError(w, http.StatusGatewayTimeout, msg)
+	case errors.Is(err, store.ErrIdempotencyConflict):
+		writeError(w, http.StatusUnprocessableEntity,
+			"this Idempotency-Key was already used for a different request: use a new key for a new write")
+	case errors.Is(err, store.ErrNoSpace):
+		s.warnLimited("shared state backend out of space", op, key, err)
+		writeError(w, http.StatusInsufficientStorage,
+			"the shared store is out of space: this write was not made; reads and deletes still work")
 	case errors.Is(err, store.ErrUnavailable):
-		s.warnUnavailable(op, key, err)
+		s.warnLimited("shared state backend unavailable", op, key, err)
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "shared state backend is unavailable; retry later")
 	case errors.Is(err, context.DeadlineExceeded):
-		s.warnUnavailable(op, key, err)
+		s.warnLimited("shared state backend unavailable", op, key, err)
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable,
 			fmt.Sprintf("shared state backend did not answer within %s; retry later", storeTimeout))
@@ -114,17 +148,57 @@ func (s *sharedState) storeFailed(w http.ResponseWriter, r *http.Request, op, ke
 	}
 }
 
-// warnUnavailable logs an unavailable backend at most once per
-// unavailableLogEvery, with how many such failures it left out.
-func (s *sharedState) warnUnavailable(op, key string, err error) {
+// warnLimited logs a failing backend (unavailable, out of space) at most
+// once per unavailableLogEvery, with how many such failures it left out.
+func (s *sharedState) warnLimited(msg, op, key string, err error) {
 	now := time.Now().UnixNano()
 	last := s.lastWarn.Load()
 	if now-last < int64(unavailableLogEvery) || !s.lastWarn.CompareAndSwap(last, now) {
 		s.suppressed.Add(1)
 		return
 	}
-	s.a.opts.Logger.Warn("shared state backend unavailable", "op", op, "key", key, "err", err,
+	s.a.opts.Logger.Warn(msg, "op", op, "key", key, "err", err,
 		"suppressed", s.suppressed.Swap(0))
+}
+
+// idempotencyKey returns the request's Idempotency-Key ("" when absent),
+// or answers 400 and returns ok false when it is not 1 to 255 visible
+// ASCII characters.
+func idempotencyKey(w http.ResponseWriter, r *http.Request) (string, bool) {
+	vs := r.Header.Values(IdempotencyKeyHeader)
+	if len(vs) == 0 {
+		return "", true
+	}
+	if len(vs) > 1 {
+		writeError(w, http.StatusBadRequest, "more than one Idempotency-Key header: send one")
+		return "", false
+	}
+	id := vs[0]
+	if id == "" || len(id) > store.MaxIdempotencyKeyLen {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("Idempotency-Key must be 1 to %d visible ASCII characters, got %d bytes",
+			store.MaxIdempotencyKeyLen, len(id)))
+		return "", false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] > '~' {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("Idempotency-Key must be 1 to %d visible ASCII characters; it has %q at position %d",
+				store.MaxIdempotencyKeyLen, id[i], i+1))
+			return "", false
+		}
+	}
+	return id, true
+}
+
+// apply makes one write at most once per Idempotency-Key, marking a
+// replayed answer.
+func (s *sharedState) apply(w http.ResponseWriter, r *http.Request, st store.Store, id string, wr store.Write) (store.Result, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	defer cancel()
+	res, err := st.Apply(ctx, id, wr)
+	if err == nil && res.Replayed {
+		w.Header().Set(ReplayedHeader, "true")
+	}
+	return res, err
 }
 
 // decodeSetBody reads {"key": string, "value": any JSON} from r, answering
@@ -197,14 +271,16 @@ func (s *sharedState) set(w http.ResponseWriter, r *http.Request) {
 	if st == nil {
 		return
 	}
+	id, ok := idempotencyKey(w, r)
+	if !ok {
+		return
+	}
 	key, value, ok := decodeSetBody(w, r)
 	if !ok {
 		return
 	}
 	full := SharedKeyPrefix + key
-	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
-	defer cancel()
-	if err := st.Set(ctx, full, value, 0); err != nil {
+	if _, err := s.apply(w, r, st, id, store.Write{Op: store.OpSet, Key: full, Value: value}); err != nil {
 		s.storeFailed(w, r, "set", full, err)
 		return
 	}
@@ -215,8 +291,17 @@ func (s *sharedState) set(w http.ResponseWriter, r *http.Request) {
 		Key     string          `json:"key"`
 		Value   json.RawMessage `json:"value"`
 		Message string          `json:"message"`
-	}{s.a.ref(), "stored", st.Backend(), full, value,
+	}{s.a.ref(), storedAction(st), st.Backend(), full, value,
 		fmt.Sprintf("Stored %s in shared state: every worker now reads this value", full)})
+}
+
+// storedAction is the "action" of a POST /cluster/shared-state answer:
+// "stored_in_redis" with Redis, as the reference says, "stored" otherwise.
+func storedAction(st store.Store) string {
+	if st.Backend() == "redis" {
+		return "stored_in_redis"
+	}
+	return "stored"
 }
 
 // pathKey returns the {key} of the request, or answers 400 and returns "".
@@ -282,17 +367,19 @@ func (s *sharedState) delete(w http.ResponseWriter, r *http.Request) {
 	if key == "" {
 		return
 	}
+	id, ok := idempotencyKey(w, r)
+	if !ok {
+		return
+	}
 	full := SharedKeyPrefix + key
-	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
-	defer cancel()
-	err := st.Delete(ctx, full)
+	res, err := s.apply(w, r, st, id, store.Write{Op: store.OpDelete, Key: full})
 	switch {
-	case err == nil:
-		w.WriteHeader(http.StatusNoContent)
-	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		s.storeFailed(w, r, "delete", full, err)
+	case res.NotFound:
 		s.notFound(w, full)
 	default:
-		s.storeFailed(w, r, "delete", full, err)
+		w.WriteHeader(http.StatusNoContent)
 	}
 }
 
@@ -301,9 +388,12 @@ func (s *sharedState) counter(w http.ResponseWriter, r *http.Request) {
 	if st == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
-	defer cancel()
-	n, err := st.Incr(ctx, CounterKey)
+	id, ok := idempotencyKey(w, r)
+	if !ok {
+		return
+	}
+	res, err := s.apply(w, r, st, id, store.Write{Op: store.OpIncr, Key: CounterKey})
+	n := res.N
 	if errors.Is(err, store.ErrNotInteger) {
 		writeError(w, http.StatusConflict,
 			CounterKey+" holds a value that is not an integer; DELETE /cluster/shared-state/counter resets it")

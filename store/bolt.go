@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -50,6 +51,11 @@ type BoltOptions struct {
 // boltBucket holds every key. A record is recordVersion, the expiry as
 // big-endian Unix nanoseconds (0: never), then the value.
 var boltBucket = []byte("kv")
+
+// boltIdemBucket holds the outcomes of writes made with an idempotency
+// key, as records of the same form: the outcome (encodeOutcome) as value,
+// expiring IdempotencyTTL after the write.
+var boltIdemBucket = []byte("idempotency")
 
 const (
 	recordVersion = 1
@@ -104,8 +110,10 @@ type boltStore struct {
 // while it waits for its batch. Keys are 1 to 32768 bytes; values up to
 // about 2 GB. Reads never wait for writes. Expired keys are invisible at
 // once and deleted from the file by a background sweep at most every
-// DefaultSweepInterval. Close waits for running transactions and closes the
-// file. Backend reports "embedded (bbolt)".
+// DefaultSweepInterval. A write that finds the disk full (ENOSPC) fails
+// with an error wrapping ErrNoSpace and changes nothing; reads go on
+// working. Close waits for running transactions and closes the file.
+// Backend reports "embedded (bbolt)".
 func OpenBolt(path string, opts BoltOptions) (Store, error) {
 	if path == "" {
 		return nil, errors.New("store: state file path is empty")
@@ -151,7 +159,10 @@ func OpenBolt(path string, opts BoltOptions) (Store, error) {
 	db.MaxBatchDelay = opts.MaxBatchDelay
 	db.MaxBatchSize = opts.MaxBatchSize
 	if err := db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(boltBucket)
+		if _, err := tx.CreateBucketIfNotExists(boltBucket); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucketIfNotExists(boltIdemBucket)
 		return err
 	}); err != nil {
 		_ = db.Close()
@@ -186,10 +197,12 @@ func (s *boltStore) Backend() string { return "embedded (bbolt)" }
 // wrap turns a bbolt error into the store's vocabulary.
 func (s *boltStore) wrap(err error) error {
 	switch {
-	case err == nil, errors.Is(err, ErrNotFound), errors.Is(err, ErrNotInteger):
+	case err == nil, errors.Is(err, ErrNotFound), errors.Is(err, ErrNotInteger), errors.Is(err, ErrIdempotencyConflict):
 		return err
 	case errors.Is(err, bolterrors.ErrDatabaseNotOpen):
 		return ErrClosed
+	case errors.Is(err, syscall.ENOSPC):
+		return fmt.Errorf("%w: bbolt %s: %w", ErrNoSpace, s.path, err)
 	default:
 		return fmt.Errorf("store: bbolt %s: %w", s.path, err)
 	}
@@ -313,6 +326,96 @@ func (s *boltStore) Incr(ctx context.Context, key string) (int64, error) {
 	return n, nil
 }
 
+// Apply makes w once per id in one transaction with the record of its
+// outcome, so that both are committed, or neither; see Store.
+func (s *boltStore) Apply(ctx context.Context, id string, w Write) (Result, error) {
+	if err := checkCtx(ctx); err != nil {
+		return Result{}, err
+	}
+	if err := checkApply(id, w); err != nil {
+		return Result{}, err
+	}
+	fp := w.fingerprint()
+	k := []byte(w.Key)
+	var value []byte
+	var exp int64
+	if w.Op == OpSet {
+		if w.TTL > 0 {
+			exp = time.Now().Add(w.TTL).UnixNano()
+		}
+		value = encodeRecord(w.Value, exp)
+	}
+	var r Result
+	// DB.Batch may run fn more than once: r is the run that committed. An
+	// error from fn (conflict, not an integer) makes bbolt re-run this
+	// call alone and return it.
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		r = Result{}
+		now := time.Now()
+		idem := tx.Bucket(boltIdemBucket)
+		if id != "" {
+			if rec := idem.Get([]byte(id)); rec != nil {
+				v, e, err := decodeRecord(rec)
+				if err != nil {
+					return err
+				}
+				if !expired(e, now) {
+					rr, err := replay(string(v), fp)
+					r = rr
+					return err
+				}
+			}
+		}
+		b := tx.Bucket(boltBucket)
+		switch w.Op {
+		case OpSet:
+			if err := b.Put(k, value); err != nil {
+				return err
+			}
+		case OpDelete:
+			r.NotFound = true
+			if rec := b.Get(k); rec != nil {
+				if _, e, err := decodeRecord(rec); err != nil || !expired(e, now) {
+					r.NotFound = false
+				}
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+			}
+		case OpIncr:
+			var cur []byte
+			var e int64
+			if rec := b.Get(k); rec != nil {
+				v, re, err := decodeRecord(rec)
+				if err != nil {
+					return err
+				}
+				if !expired(re, now) {
+					cur, e = v, re
+				}
+			}
+			n, v, err := incrValue(cur)
+			if err != nil {
+				return err
+			}
+			r.N = n
+			if err := b.Put(k, encodeRecord(v, e)); err != nil {
+				return err
+			}
+		}
+		if id == "" {
+			return nil
+		}
+		out := encodeRecord([]byte(encodeOutcome(fp, r)), now.Add(IdempotencyTTL).UnixNano())
+		return idem.Put([]byte(id), out)
+	})
+	s.maybeSweep()
+	if err != nil {
+		return Result{}, s.wrap(err)
+	}
+	return r, nil
+}
+
 func (s *boltStore) Keys(ctx context.Context, prefix string) ([]string, error) {
 	if err := checkCtx(ctx); err != nil {
 		return nil, err
@@ -362,12 +465,23 @@ func (s *boltStore) maybeSweep() {
 // stays short.
 const sweepLimit = 10000
 
-// sweep deletes expired keys and returns how many it deleted.
+// sweep deletes expired keys and idempotency records and returns how many
+// it deleted.
 func (s *boltStore) sweep() (int, error) {
+	n, err := s.sweepBucket(boltBucket)
+	if err != nil {
+		return n, err
+	}
+	m, err := s.sweepBucket(boltIdemBucket)
+	return n + m, err
+}
+
+// sweepBucket deletes up to sweepLimit expired records of one bucket.
+func (s *boltStore) sweepBucket(bucket []byte) (int, error) {
 	var dead [][]byte
 	err := s.db.View(func(tx *bolt.Tx) error {
 		now := time.Now()
-		return tx.Bucket(boltBucket).ForEach(func(k, rec []byte) error {
+		return tx.Bucket(bucket).ForEach(func(k, rec []byte) error {
 			if _, exp, err := decodeRecord(rec); err == nil && expired(exp, now) && len(dead) < sweepLimit {
 				dead = append(dead, slices.Clone(k))
 			}
@@ -381,7 +495,7 @@ func (s *boltStore) sweep() (int, error) {
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		n = 0
 		now := time.Now()
-		b := tx.Bucket(boltBucket)
+		b := tx.Bucket(bucket)
 		for _, k := range dead {
 			// Re-check: the key may have been set again since the scan.
 			if rec := b.Get(k); rec != nil {

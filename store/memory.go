@@ -17,11 +17,20 @@ const DefaultSweepInterval = time.Minute
 type memory struct {
 	sweepEvery time.Duration
 	now        func() time.Time
+	idemMax    int // MaxIdempotencyKeys; smaller in tests
 
 	mu        sync.RWMutex
 	data      map[string]memEntry
+	idem      map[string]memEntry // idempotency key → outcome record
+	idemOrder []idemRef           // idem's keys, oldest first
 	lastSweep time.Time
 	closed    bool
+}
+
+// idemRef is one idempotency record in the order it was made.
+type idemRef struct {
+	id      string
+	expires time.Time
 }
 
 type memEntry struct {
@@ -43,7 +52,9 @@ func NewMemory() Store {
 	return &memory{
 		sweepEvery: DefaultSweepInterval,
 		now:        time.Now,
+		idemMax:    MaxIdempotencyKeys,
 		data:       make(map[string]memEntry),
+		idem:       make(map[string]memEntry),
 		lastSweep:  time.Now(),
 	}
 }
@@ -123,6 +134,12 @@ func (m *memory) Incr(ctx context.Context, key string) (int64, error) {
 	if m.closed {
 		return 0, ErrClosed
 	}
+	n, err := m.incrLocked(key, now)
+	m.maybeSweepLocked(now)
+	return n, err
+}
+
+func (m *memory) incrLocked(key string, now time.Time) (int64, error) {
 	e, ok := m.data[key]
 	if !ok || !e.live(now) {
 		e = memEntry{}
@@ -133,8 +150,86 @@ func (m *memory) Incr(ctx context.Context, key string) (int64, error) {
 	}
 	e.value = v
 	m.data[key] = e
-	m.maybeSweepLocked(now)
 	return n, nil
+}
+
+// Apply makes w once per id; see Store. It remembers at most
+// MaxIdempotencyKeys outcomes, forgetting the oldest first.
+func (m *memory) Apply(ctx context.Context, id string, w Write) (Result, error) {
+	if err := checkCtx(ctx); err != nil {
+		return Result{}, err
+	}
+	if err := checkApply(id, w); err != nil {
+		return Result{}, err
+	}
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return Result{}, ErrClosed
+	}
+	fp := w.fingerprint()
+	if id != "" {
+		if rec, ok := m.idem[id]; ok && rec.live(now) {
+			return replay(string(rec.value), fp)
+		}
+	}
+	var r Result
+	switch w.Op {
+	case OpSet:
+		e := memEntry{value: slices.Clone(w.Value)}
+		if e.value == nil {
+			e.value = []byte{}
+		}
+		if w.TTL > 0 {
+			e.expires = now.Add(w.TTL)
+		}
+		m.data[w.Key] = e
+	case OpDelete:
+		e, ok := m.data[w.Key]
+		delete(m.data, w.Key)
+		r.NotFound = !ok || !e.live(now)
+	case OpIncr:
+		n, err := m.incrLocked(w.Key, now)
+		if err != nil {
+			return Result{}, err
+		}
+		r.N = n
+	}
+	if id != "" {
+		m.recordLocked(id, encodeOutcome(fp, r), now)
+	}
+	m.maybeSweepLocked(now)
+	return r, nil
+}
+
+// recordLocked remembers an outcome under id and forgets the expired and
+// the oldest beyond MaxIdempotencyKeys. Records share one lifetime, so the
+// order they were made in is the order they expire in.
+func (m *memory) recordLocked(id, outcome string, now time.Time) {
+	exp := now.Add(IdempotencyTTL)
+	m.idem[id] = memEntry{value: []byte(outcome), expires: exp}
+	m.idemOrder = append(m.idemOrder, idemRef{id: id, expires: exp})
+	drop := 0
+	for drop < len(m.idemOrder) {
+		old := m.idemOrder[drop]
+		if len(m.idemOrder)-drop <= m.idemMax && now.Before(old.expires) {
+			break
+		}
+		if e, ok := m.idem[old.id]; ok && e.expires.Equal(old.expires) {
+			delete(m.idem, old.id)
+		}
+		drop++
+	}
+	if drop > 0 {
+		// Copy rather than reslice once in a while, so that the dropped
+		// head's memory is released.
+		if drop > len(m.idemOrder)/2 {
+			m.idemOrder = append([]idemRef(nil), m.idemOrder[drop:]...)
+		} else {
+			m.idemOrder = m.idemOrder[drop:]
+		}
+	}
 }
 
 func (m *memory) Keys(ctx context.Context, prefix string) ([]string, error) {
@@ -177,5 +272,7 @@ func (m *memory) Close() error {
 	defer m.mu.Unlock()
 	m.closed = true
 	m.data = nil
+	m.idem = nil
+	m.idemOrder = nil
 	return nil
 }

@@ -58,3 +58,36 @@ func TestMemoryClose(t *testing.T) {
 		t.Fatalf("Backend() = %q", m.Backend())
 	}
 }
+
+// TestMemoryIdempotencyRecordsAreBounded: the in-memory backend forgets
+// outcomes after IdempotencyTTL and keeps at most idemMax of them, the
+// oldest forgotten first.
+func TestMemoryIdempotencyRecordsAreBounded(t *testing.T) {
+	m := NewMemory().(*memory)
+	m.idemMax = 3
+	ctx := context.Background()
+	now := time.Now()
+	m.now = func() time.Time { return now }
+	incr := Write{Op: OpIncr, Key: "n"}
+	for _, id := range []string{"a", "b", "c", "d"} {
+		if _, err := m.Apply(ctx, id, incr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(m.idem) != 3 || len(m.idemOrder) != 3 {
+		t.Fatalf("after 4 keys with a bound of 3: %d records, %d in order; want 3", len(m.idem), len(m.idemOrder))
+	}
+	if r, _ := m.Apply(ctx, "a", incr); r.Replayed || r.N != 5 {
+		t.Fatalf("the oldest key, forgotten: Apply = %+v, want made again (N 5)", r)
+	}
+	if r, _ := m.Apply(ctx, "d", incr); !r.Replayed || r.N != 4 {
+		t.Fatalf("a recent key: Apply = %+v, want replayed N 4", r)
+	}
+	now = now.Add(IdempotencyTTL + time.Second)
+	if r, _ := m.Apply(ctx, "d", incr); r.Replayed || r.N != 6 {
+		t.Fatalf("a key older than IdempotencyTTL: Apply = %+v, want made again (N 6)", r)
+	}
+	if len(m.idem) != 1 {
+		t.Fatalf("after the TTL: %d records kept, want 1 (the expired ones dropped)", len(m.idem))
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -159,7 +160,7 @@ func (r *redisStore) op(ctx context.Context) (context.Context, context.CancelFun
 // configured right": the app answers 503 for them.
 var unavailablePrefixes = []string{
 	"LOADING", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "READONLY",
-	"NOAUTH", "WRONGPASS", "NOPERM", "OOM", "MISCONF", "NOREPLICAS",
+	"NOAUTH", "WRONGPASS", "NOPERM", "MISCONF", "NOREPLICAS",
 }
 
 // wrap turns a go-redis error into the store's vocabulary. ctx is the
@@ -183,6 +184,9 @@ func (r *redisStore) wrap(ctx context.Context, err error) error {
 		if strings.Contains(msg, "not an integer") {
 			return fmt.Errorf("%w: redis: %s", ErrNotInteger, msg)
 		}
+		if strings.HasPrefix(msg, "OOM") { // at maxmemory: writes are refused
+			return fmt.Errorf("%w: redis %s: %s", ErrNoSpace, r.addr, msg)
+		}
 		for _, p := range unavailablePrefixes {
 			if strings.HasPrefix(msg, p) {
 				return fmt.Errorf("%w: redis %s: %s", ErrUnavailable, r.addr, msg)
@@ -192,6 +196,34 @@ func (r *redisStore) wrap(ctx context.Context, err error) error {
 	}
 	// Network errors, timeouts, pool exhaustion: Redis cannot be reached.
 	return fmt.Errorf("%w: redis %s: %w", ErrUnavailable, r.addr, err)
+}
+
+// sent reports whether err may have come after the command reached Redis:
+// anything but a failure to get a connection (dial, pool timeout, closed
+// client) or an error reply.
+func sent(err error) bool {
+	var op *net.OpError
+	switch {
+	case errors.As(err, &op) && op.Op == "dial":
+		return false
+	case errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrClosed), errors.Is(err, redis.Nil):
+		return false
+	}
+	var rerr redis.Error
+	return !errors.As(err, &rerr)
+}
+
+// wrapWrite is wrap for a write: one whose command may have reached Redis
+// without an answer coming back wraps ErrOutcomeUnknown too.
+func (r *redisStore) wrapWrite(ctx context.Context, err error) error {
+	werr := r.wrap(ctx, err)
+	if werr == nil || !sent(err) {
+		return werr
+	}
+	if !errors.Is(werr, ErrUnavailable) {
+		werr = fmt.Errorf("%w: %w", ErrUnavailable, werr)
+	}
+	return fmt.Errorf("%w: %w", ErrOutcomeUnknown, werr)
 }
 
 func (r *redisStore) Get(ctx context.Context, key string) ([]byte, error) {
@@ -222,7 +254,7 @@ func (r *redisStore) Set(ctx context.Context, key string, value []byte, ttl time
 	}
 	octx, cancel := r.op(ctx)
 	defer cancel()
-	return r.wrap(ctx, r.client.Set(octx, key, value, ttl).Err())
+	return r.wrapWrite(ctx, r.client.Set(octx, key, value, ttl).Err())
 }
 
 func (r *redisStore) Delete(ctx context.Context, key string) error {
@@ -233,7 +265,7 @@ func (r *redisStore) Delete(ctx context.Context, key string) error {
 	defer cancel()
 	n, err := r.client.Del(octx, key).Result()
 	if err != nil {
-		return r.wrap(ctx, err)
+		return r.wrapWrite(ctx, err)
 	}
 	if n == 0 {
 		return ErrNotFound
@@ -249,9 +281,80 @@ func (r *redisStore) Incr(ctx context.Context, key string) (int64, error) {
 	defer cancel()
 	n, err := r.client.Incr(octx, key).Result()
 	if err != nil {
-		return 0, r.wrap(ctx, err)
+		return 0, r.wrapWrite(ctx, err)
 	}
 	return n, nil
+}
+
+// applyScript makes one write and records its outcome under the
+// idempotency key, atomically (a Lua script runs alone in Redis), unless
+// the key already holds an outcome, which it returns instead.
+// KEYS: data key, record key (empty: no record). ARGV: op, fingerprint,
+// record TTL in ms, value, value TTL in ms (0: none).
+// The reply: {replayed 0/1, outcome text}. INCR's value is read back with
+// GET, as text: Lua's numbers are doubles and would round it.
+var applyScript = redis.NewScript(`
+local rec_key = KEYS[2]
+if rec_key ~= '' then
+  local rec = redis.call('GET', rec_key)
+  if rec then return {1, rec} end
+end
+local n, nf = '0', '0'
+if ARGV[1] == 'set' then
+  if ARGV[5] ~= '0' then
+    redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
+  else
+    redis.call('SET', KEYS[1], ARGV[4])
+  end
+elseif ARGV[1] == 'incr' then
+  redis.call('INCR', KEYS[1])
+  n = redis.call('GET', KEYS[1])
+elseif ARGV[1] == 'delete' then
+  if redis.call('DEL', KEYS[1]) == 0 then nf = '1' end
+end
+local out = ARGV[2] .. ' ' .. n .. ' ' .. nf
+if rec_key ~= '' then
+  redis.call('SET', rec_key, out, 'PX', ARGV[3])
+end
+return {0, out}
+`)
+
+// Apply makes w once per id with one Lua script (EVALSHA, or EVAL the
+// first time); the outcome is kept under RedisIdempotencyPrefix+id for
+// IdempotencyTTL. See Store.
+func (r *redisStore) Apply(ctx context.Context, id string, w Write) (Result, error) {
+	if err := checkCtx(ctx); err != nil {
+		return Result{}, err
+	}
+	if err := checkApply(id, w); err != nil {
+		return Result{}, err
+	}
+	ttl := w.TTL
+	if ttl > 0 && ttl < time.Millisecond {
+		ttl = time.Millisecond
+	}
+	recKey := ""
+	if id != "" {
+		recKey = RedisIdempotencyPrefix + id
+	}
+	fp := w.fingerprint()
+	octx, cancel := r.op(ctx)
+	defer cancel()
+	reply, err := applyScript.Run(octx, r.client, []string{w.Key, recKey},
+		string(w.Op), fp, IdempotencyTTL.Milliseconds(), w.Value, ttl.Milliseconds()).Slice()
+	if err != nil {
+		return Result{}, r.wrapWrite(ctx, err)
+	}
+	if len(reply) != 2 {
+		return Result{}, fmt.Errorf("store: redis %s: unexpected script reply %v", r.addr, reply)
+	}
+	replayed, _ := reply[0].(int64)
+	out, _ := reply[1].(string)
+	if replayed == 1 {
+		return replay(out, fp)
+	}
+	_, res, err := decodeOutcome(out)
+	return res, err
 }
 
 // globEscaper escapes the characters SCAN's MATCH treats as pattern syntax.

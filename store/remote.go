@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/herd-go/herd/internal/ipc"
 )
 
 // The IPC methods Serve answers and the remote store calls.
@@ -17,7 +19,14 @@ const (
 	MethodIncr    = "store.incr"
 	MethodKeys    = "store.keys"
 	MethodBackend = "store.backend"
+	MethodApply   = "store.apply"
 )
+
+// ErrNotSent may be wrapped by a Caller's error to say that the request
+// certainly never reached the primary, so a write failing with it was not
+// made. Without it (and without an *ipc.RemoteError, the primary's own
+// refusal) a failed write's outcome is unknown: see ErrOutcomeUnknown.
+var ErrNotSent = errors.New("store: request not sent")
 
 // ErrUnknownMethod is wrapped by the error Serve's handler returns for a
 // method it does not answer.
@@ -38,6 +47,13 @@ type (
 	}
 	keysRequest struct {
 		Prefix string `json:"prefix"`
+	}
+	applyRequest struct {
+		ID    string `json:"id,omitempty"`
+		Op    Op     `json:"op"`
+		Key   string `json:"key"`
+		Value []byte `json:"value,omitempty"`
+		TTLNs int64  `json:"ttlNs,omitempty"`
 	}
 
 	wireError struct {
@@ -64,6 +80,12 @@ type (
 		wireError
 		Keys []string `json:"keys"`
 	}
+	applyReply struct {
+		wireError
+		N        int64 `json:"n,omitempty"`
+		NotFound bool  `json:"notFound,omitempty"`
+		Replayed bool  `json:"replayed,omitempty"`
+	}
 	backendReply struct {
 		Backend string `json:"backend"`
 	}
@@ -75,6 +97,8 @@ const (
 	codeClosed      = "closed"      // ErrClosed
 	codeNotInteger  = "not_integer" // ErrNotInteger
 	codeInvalid     = "invalid"     // a bad key or ttl
+	codeNoSpace     = "no_space"    // ErrNoSpace
+	codeConflict    = "conflict"    // ErrIdempotencyConflict
 )
 
 func toWire(err error) wireError {
@@ -89,7 +113,11 @@ func toWire(err error) wireError {
 		code = codeClosed
 	case errors.Is(err, ErrNotInteger):
 		code = codeNotInteger
-	case errors.Is(err, errEmptyKey), errors.Is(err, errNegativeTTL):
+	case errors.Is(err, ErrNoSpace):
+		code = codeNoSpace
+	case errors.Is(err, ErrIdempotencyConflict):
+		code = codeConflict
+	case errors.Is(err, errEmptyKey), errors.Is(err, errNegativeTTL), errors.Is(err, errBadOp), errors.Is(err, errBadIdemID):
 		code = codeInvalid
 	}
 	return wireError{Code: code, Error: err.Error()}
@@ -108,6 +136,10 @@ func (w wireError) err() error {
 		return fmt.Errorf("%w: primary: %s", ErrUnavailable, w.Error)
 	case codeNotInteger:
 		return fmt.Errorf("%w: primary: %s", ErrNotInteger, w.Error)
+	case codeNoSpace:
+		return fmt.Errorf("%w: primary: %s", ErrNoSpace, w.Error)
+	case codeConflict:
+		return fmt.Errorf("%w: primary: %s", ErrIdempotencyConflict, w.Error)
 	default:
 		return fmt.Errorf("store: primary: %s", w.Error)
 	}
@@ -125,10 +157,12 @@ func (w wireError) err() error {
 //	store.incr    {"key":k}                      → {"value":n}
 //	store.keys    {"prefix":p}                   → {"keys":[...]}
 //	store.backend {}                             → {"backend":name}
+//	store.apply   {"id":i,"op":o,"key":k,"value":b64,"ttlNs":n}
+//	                                             → {"n":n,"notFound":bool,"replayed":bool}
 //
 // A failed store call is answered in the reply, as {"code":c,"error":text}
 // beside the fields above, with c one of "unavailable", "closed",
-// "not_integer", "invalid", "failed"; "not found" is found:false. The
+// "not_integer", "no_space", "conflict", "invalid", "failed"; "not found" is found:false. The
 // handler returns an error only for a request it cannot read, and for any
 // other method an error wrapping ErrUnknownMethod.
 func Serve(s Store) func(ctx context.Context, method string, body json.RawMessage) (any, error) {
@@ -178,6 +212,13 @@ func Serve(s Store) func(ctx context.Context, method string, body json.RawMessag
 				keys = []string{}
 			}
 			return keysReply{wireError: toWire(err), Keys: keys}, nil
+		case MethodApply:
+			var req applyRequest
+			if err := decodeRequest(method, body, &req); err != nil {
+				return nil, err
+			}
+			res, err := s.Apply(ctx, req.ID, Write{Op: req.Op, Key: req.Key, Value: req.Value, TTL: time.Duration(req.TTLNs)})
+			return applyReply{wireError: toWire(err), N: res.N, NotFound: res.NotFound, Replayed: res.Replayed}, nil
 		case MethodBackend:
 			return backendReply{Backend: s.Backend()}, nil
 		default:
@@ -213,7 +254,8 @@ type remote struct {
 // worker sees the same data, and it blocks for that round trip. When c fails
 // (the primary is unreachable, or did not answer a request it should) the
 // error wraps ErrUnavailable, and the caller's own context errors wrap
-// ctx.Err(). Backend asks the primary for its backend's name the first time
+// ctx.Err(); a failed write also wraps ErrOutcomeUnknown unless the
+// primary refused it or c's error wraps ErrNotSent. Backend asks the primary for its backend's name the first time
 // it is called, waiting up to 2 s, and remembers the answer; until the
 // primary answers it reports "embedded". Close only stops this value from
 // being used; it does not close c, which the cluster runtime owns.
@@ -221,7 +263,13 @@ func NewRemote(c Caller) Store {
 	return &remote{c: c}
 }
 
-func (r *remote) call(ctx context.Context, method string, req, resp any) error {
+// call makes one request to the primary. A failed read wraps
+// ErrUnavailable, or ctx's error when ctx ended. A failed write (write
+// true) also wraps ErrOutcomeUnknown unless the primary answered it with an
+// error (*ipc.RemoteError: it refused the request) or the Caller says the
+// request was never sent (ErrNotSent): a write sent and not answered may
+// still be made when a paused primary resumes.
+func (r *remote) call(ctx context.Context, method string, write bool, req, resp any) error {
 	if err := checkCtx(ctx); err != nil {
 		return err
 	}
@@ -231,13 +279,22 @@ func (r *remote) call(ctx context.Context, method string, req, resp any) error {
 	if closed {
 		return ErrClosed
 	}
-	if err := r.c.Call(ctx, method, req, resp); err != nil {
-		if cerr := ctx.Err(); cerr != nil {
-			return fmt.Errorf("store: %s: %w", method, cerr)
-		}
+	err := r.c.Call(ctx, method, req, resp)
+	if err == nil {
+		return nil
+	}
+	var refused *ipc.RemoteError
+	unknown := write && !errors.As(err, &refused) && !errors.Is(err, ErrNotSent)
+	switch cerr := ctx.Err(); {
+	case unknown && cerr != nil:
+		return fmt.Errorf("%w: %w: primary did not answer %s: %w", ErrOutcomeUnknown, ErrUnavailable, method, cerr)
+	case unknown:
+		return fmt.Errorf("%w: %w: primary: %s: %w", ErrOutcomeUnknown, ErrUnavailable, method, err)
+	case cerr != nil:
+		return fmt.Errorf("store: %s: %w", method, cerr)
+	default:
 		return fmt.Errorf("%w: primary: %s: %w", ErrUnavailable, method, err)
 	}
-	return nil
 }
 
 func (r *remote) Get(ctx context.Context, key string) ([]byte, error) {
@@ -245,7 +302,7 @@ func (r *remote) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, err
 	}
 	var resp getReply
-	if err := r.call(ctx, MethodGet, keyRequest{Key: key}, &resp); err != nil {
+	if err := r.call(ctx, MethodGet, false, keyRequest{Key: key}, &resp); err != nil {
 		return nil, err
 	}
 	if err := resp.err(); err != nil {
@@ -268,7 +325,7 @@ func (r *remote) Set(ctx context.Context, key string, value []byte, ttl time.Dur
 		return err
 	}
 	var resp setReply
-	if err := r.call(ctx, MethodSet, setRequest{Key: key, Value: value, TTLNs: int64(ttl)}, &resp); err != nil {
+	if err := r.call(ctx, MethodSet, true, setRequest{Key: key, Value: value, TTLNs: int64(ttl)}, &resp); err != nil {
 		return err
 	}
 	return resp.err()
@@ -279,7 +336,7 @@ func (r *remote) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	var resp deleteReply
-	if err := r.call(ctx, MethodDelete, keyRequest{Key: key}, &resp); err != nil {
+	if err := r.call(ctx, MethodDelete, true, keyRequest{Key: key}, &resp); err != nil {
 		return err
 	}
 	if err := resp.err(); err != nil {
@@ -296,7 +353,7 @@ func (r *remote) Incr(ctx context.Context, key string) (int64, error) {
 		return 0, err
 	}
 	var resp incrReply
-	if err := r.call(ctx, MethodIncr, keyRequest{Key: key}, &resp); err != nil {
+	if err := r.call(ctx, MethodIncr, true, keyRequest{Key: key}, &resp); err != nil {
 		return 0, err
 	}
 	if err := resp.err(); err != nil {
@@ -305,9 +362,27 @@ func (r *remote) Incr(ctx context.Context, key string) (int64, error) {
 	return resp.Value, nil
 }
 
+func (r *remote) Apply(ctx context.Context, id string, w Write) (Result, error) {
+	if err := checkCtx(ctx); err != nil {
+		return Result{}, err
+	}
+	if err := checkApply(id, w); err != nil {
+		return Result{}, err
+	}
+	var resp applyReply
+	req := applyRequest{ID: id, Op: w.Op, Key: w.Key, Value: w.Value, TTLNs: int64(w.TTL)}
+	if err := r.call(ctx, MethodApply, true, req, &resp); err != nil {
+		return Result{}, err
+	}
+	if err := resp.err(); err != nil {
+		return Result{}, err
+	}
+	return Result{N: resp.N, NotFound: resp.NotFound, Replayed: resp.Replayed}, nil
+}
+
 func (r *remote) Keys(ctx context.Context, prefix string) ([]string, error) {
 	var resp keysReply
-	if err := r.call(ctx, MethodKeys, keysRequest{Prefix: prefix}, &resp); err != nil {
+	if err := r.call(ctx, MethodKeys, false, keysRequest{Prefix: prefix}, &resp); err != nil {
 		return nil, err
 	}
 	if err := resp.err(); err != nil {

@@ -13,6 +13,11 @@ var ErrNotFound = errors.New("store: key not found")
 // (Redis down, primary gone). Callers answer 503 and retry later.
 var ErrUnavailable = errors.New("store: backend unavailable")
 
+// ErrNoSpace wraps errors meaning the backend is out of space (a full disk
+// under the state file, a Redis at its memory limit): the write did not
+// happen. Reads and deletes still work. Callers answer 507.
+var ErrNoSpace = errors.New("store: out of space")
+
 // ErrClosed is returned by every method but Close and Backend after Close.
 var ErrClosed = errors.New("store: closed")
 
@@ -21,7 +26,9 @@ var ErrClosed = errors.New("store: closed")
 // their own prefix. Values are arbitrary bytes.
 // Every method but Backend and Close returns an error wrapping ctx.Err() when
 // ctx is already done, and an error wrapping ErrUnavailable when the backend
-// cannot be reached; such errors never wrap ErrNotFound.
+// cannot be reached; such errors never wrap ErrNotFound. A write that was
+// sent but not answered wraps ErrOutcomeUnknown too: it may have happened.
+// A write the backend has no space for wraps ErrNoSpace and did not happen.
 type Store interface {
 	// Get returns the value of key, or ErrNotFound. The slice is the
 	// caller's own copy.
@@ -37,6 +44,15 @@ type Store interface {
 	// Get of a counter returns its digits; a value that is not a decimal
 	// int64 is an error. The key keeps its TTL, if any.
 	Incr(ctx context.Context, key string) (int64, error)
+	// Apply makes w (a Set, Delete or Incr) at most once per idempotency
+	// key id: the first call with id makes the write and records its
+	// result for IdempotencyTTL; later calls with the same id and the same
+	// write make nothing and return that result with Replayed set, and with
+	// another write they return ErrIdempotencyConflict. The write and the
+	// record are one atomic step. A write that failed is not recorded, so
+	// a retry makes it. An empty id makes the write without a record. A
+	// Delete of an absent key is a result (NotFound), not an error.
+	Apply(ctx context.Context, id string, w Write) (Result, error)
 	// Keys lists the live keys that start with prefix, sorted bytewise.
 	Keys(ctx context.Context, prefix string) ([]string, error)
 	// Backend names the backend for humans: "embedded (memory)",

@@ -466,6 +466,11 @@ func (r *runner) crash(ctx context.Context) Check {
 	}
 }
 
+// serving reports whether a /cluster/workers state means "serving": the
+// reference's "online", which herd answers, or "ready", which herd answered
+// before it followed the reference.
+func serving(state string) bool { return state == "online" || state == "ready" }
+
 // replacement returns the new pid of the crashed worker once l shows it
 // ready, or 0. When the crash answer was lost (*pid == 0), it finds the
 // crashed worker as the one whose pid differs from before, and sets *id
@@ -474,7 +479,7 @@ func replacement(l, before *workersList, id, pid *int) int {
 	if *pid == 0 && before != nil {
 		for _, b := range before.Workers {
 			for _, w := range l.Workers {
-				if w.ID == b.ID && w.PID != b.PID && w.State == "ready" {
+				if w.ID == b.ID && w.PID != b.PID && serving(w.State) {
 					*id, *pid = b.ID, b.PID
 					return w.PID
 				}
@@ -483,7 +488,7 @@ func replacement(l, before *workersList, id, pid *int) int {
 		return 0
 	}
 	for _, w := range l.Workers {
-		if w.ID == *id && w.PID != *pid && w.PID != 0 && w.State == "ready" {
+		if w.ID == *id && w.PID != *pid && w.PID != 0 && serving(w.State) {
 			return w.PID
 		}
 	}

@@ -275,7 +275,7 @@ func (b *brokenHerd) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		j(map[string]any{"workerId": i + 1, "pid": 1001 + i})
 	case r.URL.Path == "/cluster/workers":
 		j(map[string]any{"workers": []map[string]any{
-			{"id": 1, "pid": 1001, "state": "ready"}, {"id": 2, "pid": 1002, "state": "ready"}}})
+			{"id": 1, "pid": 1001, "state": "online"}, {"id": 2, "pid": 1002, "state": "online"}}})
 	default:
 		http.NotFound(w, r)
 	}

@@ -79,7 +79,7 @@ func listWorkers(t *testing.T, p *herdtest.Proc) workersReply {
 // readyWorker returns the pid of the ready process in slot id, or 0.
 func (r workersReply) readyWorker(id int) (pid, restarts int) {
 	for _, w := range r.Workers {
-		if w.ID == id && w.State == "ready" {
+		if w.ID == id && w.State == "online" {
 			return w.PID, w.Restarts
 		}
 	}
@@ -232,8 +232,8 @@ func TestServeWorkersShareThePort(t *testing.T) {
 		t.Fatalf("/cluster/workers count %d with %d entries, want %d", wr.Count, len(wr.Workers), n)
 	}
 	for i, w := range wr.Workers {
-		if w.ID != i+1 || w.State != "ready" || w.Restarts != 0 || pids[w.PID] != strconv.Itoa(w.ID) {
-			t.Errorf("worker entry %+v: want id %d, ready, no restarts, a pid that answered /pid as that id", w, i+1)
+		if w.ID != i+1 || w.State != "online" || w.Restarts != 0 || pids[w.PID] != strconv.Itoa(w.ID) {
+			t.Errorf("worker entry %+v: want id %d, online, no restarts, a pid that answered /pid as that id", w, i+1)
 		}
 	}
 

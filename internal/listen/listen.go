@@ -64,21 +64,15 @@ func Env(files []Named) []string {
 // nothing was passed, and an error when the variables are malformed.
 func Inherited() (map[string]*os.File, error) {
 	nstr, ok := os.LookupEnv(EnvFDs)
-	if !ok {
-		return map[string]*os.File{}, nil
-	}
-	names := strings.Split(os.Getenv(EnvFDNames), ":")
+	namesStr := os.Getenv(EnvFDNames)
 	os.Unsetenv(EnvFDs)
 	os.Unsetenv(EnvFDNames)
 	os.Unsetenv("LISTEN_PID")
-	n, err := strconv.Atoi(nstr)
-	if err != nil || n < 0 || n > 64 {
-		return nil, fmt.Errorf("listen: %s=%q is not a descriptor count", EnvFDs, nstr)
+	names, err := ParseEnv(nstr, namesStr, ok)
+	if err != nil {
+		return nil, err
 	}
-	if len(names) != n {
-		return nil, fmt.Errorf("listen: %s names %d descriptors, %s says %d", EnvFDNames, len(names), EnvFDs, n)
-	}
-	files := make(map[string]*os.File, n)
+	files := make(map[string]*os.File, len(names))
 	for i, name := range names {
 		fd := firstFD + i
 		// Mark close-on-exec: these are ours, not our children's.
@@ -86,6 +80,47 @@ func Inherited() (map[string]*os.File, error) {
 		files[name] = os.NewFile(uintptr(fd), name)
 	}
 	return files, nil
+}
+
+// maxInherited bounds the descriptors LISTEN_FDS may announce.
+const maxInherited = 64
+
+// ParseEnv reads the values of LISTEN_FDS (fds, set says whether it is set
+// at all) and LISTEN_FDNAMES and returns the names of the inherited
+// descriptors in order, the first being descriptor 3. Nothing set means
+// none; a count that is not 0 to 64, a name list of another length, or a
+// name given twice is an error. It is pure: Inherited does the rest.
+func ParseEnv(fds, fdNames string, set bool) ([]string, error) {
+	if !set {
+		return nil, nil
+	}
+	n, err := strconv.Atoi(fds)
+	if err != nil || n < 0 || n > maxInherited {
+		return nil, fmt.Errorf("listen: %s=%q is not a descriptor count from 0 to %d", EnvFDs, clip(fds), maxInherited)
+	}
+	if n == 0 && fdNames == "" {
+		return nil, nil
+	}
+	names := strings.Split(fdNames, ":")
+	if len(names) != n {
+		return nil, fmt.Errorf("listen: %s names %d descriptors, %s says %d", EnvFDNames, len(names), EnvFDs, n)
+	}
+	seen := make(map[string]bool, n)
+	for _, name := range names {
+		if seen[name] {
+			return nil, fmt.Errorf("listen: %s names %q twice", EnvFDNames, clip(name))
+		}
+		seen[name] = true
+	}
+	return names, nil
+}
+
+// clip shortens what the environment held for an error message.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
 }
 
 // FileListener turns an inherited socket into a net.Listener and closes f.

@@ -44,6 +44,13 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"KeysGlobCharacters", testKeysGlob},
 		{"ContextCanceled", testContextCanceled},
 		{"Backend", testBackend},
+		{"ApplyIncrOnce", testApplyIncrOnce},
+		{"ApplySetOnce", testApplySetOnce},
+		{"ApplyDeleteOnce", testApplyDeleteOnce},
+		{"ApplyKeyReusedForAnotherWrite", testApplyConflict},
+		{"ApplyConcurrentSameKey", testApplyConcurrent},
+		{"ApplyFailedWriteNotRecorded", testApplyFailedNotRecorded},
+		{"ApplyBadInput", testApplyBadInput},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -467,5 +474,188 @@ func testBackend(t *testing.T, s store.Store, _ string) {
 	case "embedded (memory)", "embedded (bbolt)", "redis":
 	default:
 		t.Fatalf("Backend() = %q, want one of the documented names", b)
+	}
+}
+
+func apply(t *testing.T, s store.Store, id string, w store.Write) store.Result {
+	t.Helper()
+	r, err := s.Apply(ctx(t), id, w)
+	if err != nil {
+		t.Fatalf("Apply(%q, %s %q): %v", id, w.Op, w.Key, err)
+	}
+	return r
+}
+
+func testApplyIncrOnce(t *testing.T, s store.Store, p string) {
+	k := p + "n"
+	incr := store.Write{Op: store.OpIncr, Key: k}
+	if r := apply(t, s, p+"id-a", incr); r != (store.Result{N: 1}) {
+		t.Fatalf("first Apply = %+v, want N 1, not replayed", r)
+	}
+	for range 3 {
+		if r := apply(t, s, p+"id-a", incr); r != (store.Result{N: 1, Replayed: true}) {
+			t.Fatalf("Apply again with the same key = %+v, want N 1 replayed", r)
+		}
+	}
+	mustGet(t, s, k, []byte("1"))
+	if r := apply(t, s, p+"id-b", incr); r != (store.Result{N: 2}) {
+		t.Fatalf("Apply with another key = %+v, want N 2", r)
+	}
+	// No key: no record, every call counts.
+	for want := int64(3); want <= 4; want++ {
+		if r := apply(t, s, "", incr); r != (store.Result{N: want}) {
+			t.Fatalf("Apply without a key = %+v, want N %d", r, want)
+		}
+	}
+	// Incr and Apply count the same counter.
+	if n, err := s.Incr(ctx(t), k); err != nil || n != 5 {
+		t.Fatalf("Incr after Apply = %d, %v; want 5", n, err)
+	}
+	if r := apply(t, s, p+"id-a", incr); r != (store.Result{N: 1, Replayed: true}) {
+		t.Fatalf("Apply with the first key at the end = %+v, want its first result", r)
+	}
+	mustGet(t, s, k, []byte("5"))
+}
+
+func testApplySetOnce(t *testing.T, s store.Store, p string) {
+	k := p + "k"
+	set := store.Write{Op: store.OpSet, Key: k, Value: []byte("first")}
+	if r := apply(t, s, p+"id", set); r != (store.Result{}) {
+		t.Fatalf("first Apply(set) = %+v, want a zero result", r)
+	}
+	mustGet(t, s, k, []byte("first"))
+	mustSet(t, s, k, []byte("changed since"), 0)
+	if r := apply(t, s, p+"id", set); r != (store.Result{Replayed: true}) {
+		t.Fatalf("Apply(set) again = %+v, want replayed", r)
+	}
+	mustGet(t, s, k, []byte("changed since")) // not written again
+	// TTL and an empty value through Apply.
+	apply(t, s, "", store.Write{Op: store.OpSet, Key: p + "short", Value: nil, TTL: 150 * time.Millisecond})
+	mustGet(t, s, p+"short", []byte{})
+	waitFor(t, 10*time.Second, "key set by Apply with a 150ms TTL still readable", func() bool {
+		_, err := s.Get(ctx(t), p+"short")
+		return errors.Is(err, store.ErrNotFound)
+	})
+}
+
+func testApplyDeleteOnce(t *testing.T, s store.Store, p string) {
+	k := p + "k"
+	del := store.Write{Op: store.OpDelete, Key: k}
+	mustSet(t, s, k, []byte("v"), 0)
+	if r := apply(t, s, p+"id", del); r != (store.Result{}) {
+		t.Fatalf("Apply(delete) of a present key = %+v, want found", r)
+	}
+	mustNotFound(t, s, k)
+	mustSet(t, s, k, []byte("set again"), 0)
+	if r := apply(t, s, p+"id", del); r != (store.Result{Replayed: true}) {
+		t.Fatalf("Apply(delete) again = %+v, want the first result (found), replayed", r)
+	}
+	mustGet(t, s, k, []byte("set again")) // not deleted again
+	if r := apply(t, s, p+"id2", store.Write{Op: store.OpDelete, Key: p + "absent"}); r != (store.Result{NotFound: true}) {
+		t.Fatalf("Apply(delete) of an absent key = %+v, want NotFound", r)
+	}
+	mustSet(t, s, p+"absent", []byte("v"), 0)
+	if r := apply(t, s, p+"id2", store.Write{Op: store.OpDelete, Key: p + "absent"}); r != (store.Result{NotFound: true, Replayed: true}) {
+		t.Fatalf("Apply(delete) again after NotFound = %+v, want NotFound replayed", r)
+	}
+	mustGet(t, s, p+"absent", []byte("v"))
+}
+
+func testApplyConflict(t *testing.T, s store.Store, p string) {
+	id := p + "id"
+	apply(t, s, id, store.Write{Op: store.OpIncr, Key: p + "a"})
+	for _, w := range []store.Write{
+		{Op: store.OpIncr, Key: p + "b"},
+		{Op: store.OpDelete, Key: p + "a"},
+		{Op: store.OpSet, Key: p + "a", Value: []byte("1")},
+	} {
+		r, err := s.Apply(ctx(t), id, w)
+		if !errors.Is(err, store.ErrIdempotencyConflict) {
+			t.Fatalf("Apply(%s %q) with a key used for another write = %+v, %v; want ErrIdempotencyConflict", w.Op, w.Key, r, err)
+		}
+	}
+	mustGet(t, s, p+"a", []byte("1"))
+	mustNotFound(t, s, p+"b")
+	// Same key and op, another value: another write.
+	apply(t, s, p+"id2", store.Write{Op: store.OpSet, Key: p + "c", Value: []byte("x")})
+	if _, err := s.Apply(ctx(t), p+"id2", store.Write{Op: store.OpSet, Key: p + "c", Value: []byte("y")}); !errors.Is(err, store.ErrIdempotencyConflict) {
+		t.Fatalf("Apply(set) with another value = %v, want ErrIdempotencyConflict", err)
+	}
+	mustGet(t, s, p+"c", []byte("x"))
+}
+
+func testApplyConcurrent(t *testing.T, s store.Store, p string) {
+	const n = 32
+	var wg sync.WaitGroup
+	results := make(chan store.Result, n)
+	errs := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := s.Apply(ctx(t), p+"id", store.Write{Op: store.OpIncr, Key: p + "n"})
+			if err != nil {
+				errs <- err
+				return
+			}
+			results <- r
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	close(results)
+	for err := range errs {
+		t.Fatalf("concurrent Apply: %v", err)
+	}
+	made := 0
+	for r := range results {
+		if r.N != 1 {
+			t.Errorf("concurrent Apply with one key: N = %d, want 1 for every call", r.N)
+		}
+		if !r.Replayed {
+			made++
+		}
+	}
+	if made != 1 {
+		t.Errorf("%d of %d concurrent calls with one key made the write, want exactly 1", made, n)
+	}
+	mustGet(t, s, p+"n", []byte("1"))
+}
+
+func testApplyFailedNotRecorded(t *testing.T, s store.Store, p string) {
+	k := p + "n"
+	mustSet(t, s, k, []byte("abc"), 0)
+	if _, err := s.Apply(ctx(t), p+"id", store.Write{Op: store.OpIncr, Key: k}); !errors.Is(err, store.ErrNotInteger) {
+		t.Fatalf("Apply(incr) of a non-integer = %v, want ErrNotInteger", err)
+	}
+	mustSet(t, s, k, []byte("41"), 0)
+	if r := apply(t, s, p+"id", store.Write{Op: store.OpIncr, Key: k}); r != (store.Result{N: 42}) {
+		t.Fatalf("Apply(incr) with the key of a failed write = %+v, want N 42 made now", r)
+	}
+}
+
+func testApplyBadInput(t *testing.T, s store.Store, p string) {
+	for _, c := range []struct {
+		id string
+		w  store.Write
+	}{
+		{p, store.Write{Op: "explode", Key: p + "k"}},
+		{p, store.Write{Op: store.OpIncr, Key: ""}},
+		{p, store.Write{Op: store.OpSet, Key: p + "k", TTL: -time.Second}},
+		{string(bytes.Repeat([]byte{'i'}, store.MaxIdempotencyKeyLen+1)), store.Write{Op: store.OpIncr, Key: p + "k"}},
+	} {
+		if r, err := s.Apply(ctx(t), c.id, c.w); err == nil {
+			t.Errorf("Apply(%d-byte key, %+v) = %+v, nil; want an error", len(c.id), c.w, r)
+		}
+	}
+	mustNotFound(t, s, p+"k")
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Apply(canceled, p+"id", store.Write{Op: store.OpIncr, Key: p + "k"}); !errors.Is(err, context.Canceled) {
+		t.Errorf("Apply with a canceled context = %v, want context.Canceled", err)
+	}
+	mustNotFound(t, s, p+"k")
+	if r := apply(t, s, p+"id", store.Write{Op: store.OpIncr, Key: p + "k"}); r != (store.Result{N: 1}) {
+		t.Errorf("Apply after a canceled one with the same key = %+v, want it made now", r)
 	}
 }
