@@ -592,7 +592,9 @@ func (p *primary) onExit(e evExited) {
 	if pr.id > p.want || p.live(pr.id) != nil {
 		return // scaled away, or already replaced
 	}
-	if e.code == ExitStartFailed && !p.everReady && p.failedAtStart(pr.id) {
+	// ExitStartFailed is herd's convention for its own workers; a foreign
+	// program's exit code 3 means whatever that program means by it.
+	if e.code == ExitStartFailed && p.opts.Exec == nil && !p.everReady && p.failedAtStart(pr.id) {
 		return
 	}
 	s := p.slot(pr.id)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -111,8 +112,8 @@ func TestServeDrainDelayBadValue(t *testing.T) {
 			t.Fatalf("--drain-delay %s: %v, want exit 2\n%s", v, err, out)
 		}
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		if len(lines) != 1 || !strings.Contains(lines[0], "--drain-delay/DRAIN_DELAY") {
-			t.Fatalf("--drain-delay %s: want one line naming --drain-delay/DRAIN_DELAY, got %q", v, out)
+		if want := fmt.Sprintf("invalid --drain-delay %q", v); len(lines) != 1 || !strings.Contains(lines[0], want) {
+			t.Fatalf("--drain-delay %s: want one line with %s, got %q", v, want, out)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -383,7 +384,7 @@ func TestAdminAddrIsValidated(t *testing.T) {
 		}
 		herdtest.WaitUntil(t, 5*time.Second, "the error line read", func() bool { return strings.TrimSpace(c.Output()) != "" })
 		lines := strings.Split(strings.TrimSpace(c.Output()), "\n")
-		if len(lines) != 1 || !strings.Contains(lines[0], "--admin-addr/ADMIN_ADDR") {
+		if len(lines) != 1 || !strings.Contains(lines[0], fmt.Sprintf("invalid --admin-addr %q", bad)) {
 			t.Errorf("--admin-addr %q: want one line naming the setting, got %q", bad, c.Output())
 		}
 	}

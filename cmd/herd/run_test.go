@@ -24,12 +24,12 @@ func TestRunBadInput(t *testing.T) {
 		{"nothing after --", []string{"run", "--"}, "herd run needs a program to run"},
 		{"argument before --", []string{"run", "node", "--", "x"}, `unexpected argument "node" before "--"`},
 		{"unknown flag", []string{"run", "--enable-crash-endpoint", "--", "true"}, "flag provided but not defined: -enable-crash-endpoint"},
-		{"bad workers", []string{"run", "--workers", "0", "--", "true"}, "invalid --workers/CLUSTER_WORKERS \"0\""},
-		{"bad stop signal", []string{"run", "--stop-signal", "SIGFOO", "--", "true"}, "invalid --stop-signal/STOP_SIGNAL \"SIGFOO\""},
-		{"tcp probe", []string{"run", "--ready-probe", "tcp", "--", "true"}, "invalid --ready-probe/READY_PROBE \"tcp\""},
-		{"bad ready-after", []string{"run", "--ready-after", "-1s", "--", "true"}, "invalid --ready-after/READY_AFTER"},
-		{"bad max-age", []string{"run", "--max-age", "10ms", "--", "true"}, "invalid --max-age/MAX_AGE"},
-		{"bad max-memory", []string{"run", "--max-memory", "lots", "--", "true"}, "invalid --max-memory/MAX_MEMORY"},
+		{"bad workers", []string{"run", "--workers", "0", "--", "true"}, "invalid --workers \"0\""},
+		{"bad stop signal", []string{"run", "--stop-signal", "SIGFOO", "--", "true"}, "invalid --stop-signal \"SIGFOO\""},
+		{"tcp probe", []string{"run", "--ready-probe", "tcp", "--", "true"}, "invalid --ready-probe \"tcp\""},
+		{"bad ready-after", []string{"run", "--ready-after", "-1s", "--", "true"}, "invalid --ready-after"},
+		{"bad max-age", []string{"run", "--max-age", "10ms", "--", "true"}, "invalid --max-age"},
+		{"bad max-memory", []string{"run", "--max-memory", "lots", "--", "true"}, "invalid --max-memory"},
 		{"missing program", []string{"run", "--", "no-such-program-herd-test"}, `invalid COMMAND "no-such-program-herd-test"`},
 	}
 	for _, c := range cases {
