@@ -20,7 +20,12 @@ vet:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted" >&2; exit 1; fi
 	$(GO) vet ./...
 
+# gofmt and go vet (vet), then golangci-lint with the linters listed in
+# .golangci.yml, installed at a pinned version into bin/tools/ when missing.
+GOLANGCI_LINT = bin/tools/golangci-lint
 lint: vet
+	@GO=$(GO) scripts/deps.sh lint
+	$(GOLANGCI_LINT) run ./...
 
 FUZZTIME ?= 30s
 fuzz:
