@@ -9,9 +9,9 @@ build:
 deps:
 	@scripts/deps.sh test
 
-# Every test, with the race detector, plus gofmt and go vet, and a short run
-# of each fuzz target over its corpus.
-test: deps vet
+# Every test, with the race detector, plus gofmt, go vet and golangci-lint
+# (lint), and a short run of each fuzz target over its corpus.
+test: deps lint
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) fuzz FUZZTIME=10s
 

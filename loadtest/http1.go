@@ -144,7 +144,7 @@ func (rr *respReader) readHead(first bool) (resp response, kind bodyKind, length
 			continue
 		}
 		if err != nil {
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
 			return resp, 0, 0, err
@@ -223,7 +223,7 @@ func (rr *respReader) discard(n int64) error {
 	for n > 0 {
 		if b := rr.br.Buffered(); b > 0 {
 			k := int(min(int64(b), n))
-			rr.br.Discard(k)
+			_, _ = rr.br.Discard(k)
 			n -= int64(k)
 			rr.read += int64(k)
 			continue
@@ -250,7 +250,7 @@ func (rr *respReader) discard(n int64) error {
 func (rr *respReader) discardUntilEOF() error {
 	for {
 		if b := rr.br.Buffered(); b > 0 {
-			rr.br.Discard(b)
+			_, _ = rr.br.Discard(b)
 			rr.read += int64(b)
 			continue
 		}
