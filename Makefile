@@ -9,10 +9,10 @@ build:
 deps:
 	@scripts/deps.sh test
 
-# Every test, with the race detector, plus gofmt and go vet, and a short run
-# of every fuzz target (FUZZTIME each: about 12 targets × 5s, under two
-# minutes with the builds).
-test: deps vet node-deps
+# Every test, with the race detector, plus gofmt, go vet and golangci-lint
+# (lint), and a short run of every fuzz target (FUZZTIME each: about 12
+# targets × 5s, under two minutes with the builds).
+test: deps lint node-deps
 	$(GO) test -race -count=1 -timeout 20m ./...
 	cd deploy/kubernetes && $(GO) test -count=1 ./...
 	$(MAKE) fuzz FUZZTIME=5s
@@ -26,7 +26,12 @@ vet:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted" >&2; exit 1; fi
 	$(GO) vet ./...
 
+# gofmt and go vet (vet), then golangci-lint with the linters listed in
+# .golangci.yml, installed at a pinned version into bin/tools/ when missing.
+GOLANGCI_LINT = bin/tools/golangci-lint
 lint: vet
+	@GO=$(GO) scripts/deps.sh lint
+	$(GOLANGCI_LINT) run ./...
 
 # Every fuzz target of every package, FUZZTIME each: go test fuzzes one
 # target per run, so the targets are listed (go test -list) and run in turn.

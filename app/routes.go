@@ -67,7 +67,7 @@ func (a *App) notFound(w http.ResponseWriter, r *http.Request) {
 
 func (a *App) hello(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	io.WriteString(w, "Hello World!")
+	_, _ = io.WriteString(w, "Hello World!")
 }
 
 func (a *App) pidRoute(w http.ResponseWriter, r *http.Request) {
@@ -277,7 +277,7 @@ func Fib(ctx context.Context, n int) (uint64, bool) {
 	cancelled := false
 	fib = func(n int) uint64 {
 		if n < 2 {
-			return uint64(n)
+			return uint64(n) //nolint:gosec // G115: n is 0 or 1 here
 		}
 		if n >= 25 && ctx.Err() != nil { // rare enough to cost nothing
 			cancelled = true
@@ -304,7 +304,7 @@ func (a *App) crash(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "the crash endpoint is disabled; start herd with --enable-crash-endpoint to use it")
 		return
 	}
-	io.Copy(io.Discard, io.LimitReader(r.Body, MaxBody)) // an unread body would turn our close into a reset
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, MaxBody)) // an unread body would turn our close into a reset
 	body, _ := json.Marshal(map[string]any{
 		"message":  fmt.Sprintf("Worker %d (PID: %d) is crashing... the primary will replace it", a.opts.WorkerID, a.pid),
 		"workerId": a.opts.WorkerID,
@@ -318,7 +318,7 @@ func (a *App) crash(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("Content-Length", strconv.Itoa(len(body)+1))
 	w.WriteHeader(http.StatusOK)
-	w.Write(append(body, '\n'))
+	_, _ = w.Write(append(body, '\n'))
 	_ = http.NewResponseController(w).Flush()
 	a.opts.Logger.Warn("crashing on request", "reason", "POST /cluster/crash")
 	a.opts.Exit(1)

@@ -88,7 +88,7 @@ func validKey(k string) string {
 	}
 	for i := 0; i < len(k); i++ {
 		c := k[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') { //nolint:staticcheck // QF1001: reads as "not one of the allowed characters"
 			return fmt.Sprintf("key has a character not allowed at position %d: it must be 1 to 256 characters of A-Z a-z 0-9 . _ : -", i+1)
 		}
 	}

@@ -153,7 +153,7 @@ func newPrimary(opts Options, spawn spawner) *primary {
 		want:   opts.Workers,
 		procs:  make(map[int]*proc),
 		slots:  make(map[int]*slot),
-		rnd:    func(n uint64) uint64 { return rand.Uint64N(n) },
+		rnd:    func(n uint64) uint64 { return rand.Uint64N(n) }, //nolint:gosec // G404: restart jitter, not a secret
 		afterFunc: func(d time.Duration, f func()) {
 			time.AfterFunc(d, f)
 		},
@@ -665,7 +665,7 @@ func (p *primary) scheduleRestart(id int, s *slot, d time.Duration) {
 	if s.streak <= 1 {
 		msg = "worker died soon after start; restarting after a short delay"
 	}
-	p.log.Warn(msg, "worker", id, "early_deaths", s.streak, "next_try_in", d.String())
+	p.log.Warn(msg, "worker", id, "early_deaths", s.streak, "next_try_in", d.String()) //nolint:sloglint // one of the two constant messages above
 	p.afterFunc(d, func() { p.send(evStart{id}) })
 }
 

@@ -81,7 +81,7 @@ func spawnProcess(p *primary, id int) (int, handle, error) {
 		connsUC = uc
 		files = append(files, listen.Named{Name: fdConns, File: cf})
 	}
-	cmd := exec.Command(exe, args...)
+	cmd := exec.Command(exe, args...) //nolint:gosec // G204: re-executes this program's own binary
 	base := p.opts.Environ
 	if base == nil {
 		base = os.Environ()
@@ -190,7 +190,7 @@ func relayLogs(log *slog.Logger, id, pid int, r io.ReadCloser) {
 				if rep.seen(key, level, msg) {
 					continue
 				}
-				log.Log(context.Background(), level, msg, attrs...)
+				log.Log(context.Background(), level, msg, attrs...) //nolint:sloglint // re-emits a worker's own message
 				continue
 			}
 		}

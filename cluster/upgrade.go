@@ -93,7 +93,7 @@ func (p *primary) upgrade(done chan error) {
 	if p.ctlF != nil {
 		files = append(files, listen.Named{Name: fdControl, File: p.ctlF})
 	}
-	cmd := exec.Command(exe, os.Args[1:]...)
+	cmd := exec.Command(exe, os.Args[1:]...) //nolint:gosec // G204: starts the upgraded binary the operator installed at this path
 	// The worker count travels too: a runtime scale outlives the upgrade.
 	cmd.Env = append(primaryEnv(os.Environ()), EnvUpgradeFrom+"="+strconv.Itoa(os.Getpid()), envUpgradeWorkers+"="+strconv.Itoa(p.want))
 	cmd.Env = append(cmd.Env, listen.Env(files)...)
@@ -135,7 +135,7 @@ func (p *primary) onUpgrade(e evUpgrade) {
 	}
 	p.upgrading = nil
 	if !e.ready {
-		err := fmt.Errorf("cluster: upgrade failed: the new primary (pid %d) %v before its workers were ready; this primary keeps serving", e.pid, e.err)
+		err := fmt.Errorf("cluster: upgrade failed: the new primary (pid %d) %v before its workers were ready; this primary keeps serving", e.pid, e.err) //nolint:errorlint // may be nil (exit 0, or a wrong value): printed, not wrapped
 		p.log.Error("upgrade failed; this primary keeps serving", "new_pid", e.pid, "err", e.err)
 		p.noteOutcome("upgrade", err)
 		for _, d := range u.done {
@@ -186,7 +186,7 @@ func primaryEnv(base []string) []string {
 // writePIDFile writes pid to path atomically.
 func writePIDFile(path string, pid int) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil { //nolint:gosec // G306: a pid file is meant to be world-readable
 		return fmt.Errorf("cluster: pid file: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
@@ -199,7 +199,7 @@ func writePIDFile(path string, pid int) error {
 // removePIDFile removes path if it still holds pid (after an upgrade it
 // holds the new primary's).
 func removePIDFile(path string, pid int) {
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(path) //nolint:gosec // G304: the operator's --pid-file
 	if err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(pid) {
 		os.Remove(path)
 	}

@@ -207,7 +207,7 @@ func (w *Worker) Serve(ctx context.Context, h http.Handler) error {
 
 	cs.draining.Store(true) // every response from now on closes its connection
 	ln.Close()              // stop accepting; the other workers take new connections
-	<-errC                  // every accepted connection is now counted in cs
+	<-errC                  //nolint:errcheck // Serve's error is the closed listener's; we only wait for it to return. Every accepted connection is now counted in cs
 	for cs.open.Load() > 0 && time.Now().Before(deadline) {
 		cs.closeIdle(drainIdleAfter, start)
 		time.Sleep(5 * time.Millisecond)

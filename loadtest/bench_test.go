@@ -72,7 +72,7 @@ func BenchmarkLoadtestCanned(b *testing.B) { benchRun(b, cannedServer(b)) }
 func BenchmarkLoadtestHTTPServer(b *testing.B) {
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Worker-Id", "1")
-		io.WriteString(w, "hello\n")
+		_, _ = io.WriteString(w, "hello\n")
 	}))
 	b.Cleanup(s.Close)
 	benchRun(b, s.URL)

@@ -96,9 +96,9 @@ func TestLoadtestNoKeepAliveNoClientTimeWait(t *testing.T) {
 // and leaves no TIME_WAIT either.
 func TestLoadtestNoKeepAliveServerKeepsOpen(t *testing.T) {
 	s := newServer(t, hijack(t, func(rw *bufio.ReadWriter) {
-		rw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		_, _ = rw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		rw.Flush()
-		rw.ReadString('\n') // until the client resets or closes
+		_, _ = rw.ReadString('\n') // until the client resets or closes
 	}))
 	port := serverPort(t, s)
 	res := run(t, Config{URL: s.URL, Requests: 200, Concurrency: 4, DisableKeepAlive: true})

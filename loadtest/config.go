@@ -170,7 +170,7 @@ func prepare(c Config) (*target, error) {
 
 	u, err := ParseURL(c.URL)
 	if err != nil {
-		return nil, fmt.Errorf("loadtest: %w: %v", ErrInvalidConfig, err)
+		return nil, fmt.Errorf("loadtest: %w: %w", ErrInvalidConfig, err)
 	}
 	port := u.Port()
 	if port == "" {
@@ -299,7 +299,7 @@ func ParseMix(s string) ([]MixEntry, error) {
 			return nil, fmt.Errorf("entry %d %q: weights mix whole numbers and percentages: want one form throughout", i+1, part)
 		}
 		if _, err := parseMixPath(path); err != nil {
-			return nil, fmt.Errorf("entry %d: %v", i+1, err)
+			return nil, fmt.Errorf("entry %d: %w", i+1, err)
 		}
 		if seen[path] {
 			return nil, fmt.Errorf("entry %d: path %q given twice: give each path one weight", i+1, path)

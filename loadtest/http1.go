@@ -92,13 +92,13 @@ const (
 func (rr *respReader) readHead(first bool) (resp response, kind bodyKind, length int64, err error) {
 	line, err := rr.br.ReadSlice('\n')
 	if err != nil {
-		if first && len(line) == 0 && (err == io.EOF || isReset(err)) {
+		if first && len(line) == 0 && (errors.Is(err, io.EOF) || isReset(err)) {
 			return resp, 0, 0, errNoResponse
 		}
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		if err == bufio.ErrBufferFull {
+		if errors.Is(err, bufio.ErrBufferFull) {
 			err = errMalformed
 		}
 		return resp, 0, 0, err
@@ -132,7 +132,7 @@ func (rr *respReader) readHead(first bool) (resp response, kind bodyKind, length
 		if total > maxHeaderBytes {
 			return resp, 0, 0, errMalformed
 		}
-		if err == bufio.ErrBufferFull {
+		if errors.Is(err, bufio.ErrBufferFull) {
 			// A line longer than the buffer: not one of the short headers
 			// this reader looks at (they would be malformed that long).
 			if name, _, ok := splitHeader(line); ok && interesting(name) {
@@ -144,7 +144,7 @@ func (rr *respReader) readHead(first bool) (resp response, kind bodyKind, length
 			continue
 		}
 		if err != nil {
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
 			return resp, 0, 0, err
@@ -204,12 +204,12 @@ func (rr *respReader) skipLine(total *int) error {
 		if *total > maxHeaderBytes {
 			return errMalformed
 		}
-		switch err {
-		case nil:
+		switch {
+		case err == nil:
 			return nil
-		case bufio.ErrBufferFull:
+		case errors.Is(err, bufio.ErrBufferFull):
 			continue
-		case io.EOF:
+		case errors.Is(err, io.EOF):
 			return io.ErrUnexpectedEOF
 		default:
 			return err
@@ -223,7 +223,7 @@ func (rr *respReader) discard(n int64) error {
 	for n > 0 {
 		if b := rr.br.Buffered(); b > 0 {
 			k := int(min(int64(b), n))
-			rr.br.Discard(k)
+			_, _ = rr.br.Discard(k)
 			n -= int64(k)
 			rr.read += int64(k)
 			continue
@@ -250,7 +250,7 @@ func (rr *respReader) discard(n int64) error {
 func (rr *respReader) discardUntilEOF() error {
 	for {
 		if b := rr.br.Buffered(); b > 0 {
-			rr.br.Discard(b)
+			_, _ = rr.br.Discard(b)
 			rr.read += int64(b)
 			continue
 		}
@@ -308,10 +308,10 @@ func (rr *respReader) discardChunked() error {
 }
 
 func eofIsUnexpected(err error) error {
-	switch err {
-	case io.EOF:
+	switch {
+	case errors.Is(err, io.EOF):
 		return io.ErrUnexpectedEOF
-	case bufio.ErrBufferFull:
+	case errors.Is(err, bufio.ErrBufferFull):
 		return errMalformed
 	}
 	return err

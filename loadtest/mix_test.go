@@ -188,7 +188,7 @@ func TestLoadtestMixRun(t *testing.T) {
 	}
 
 	var text strings.Builder
-	res.WriteText(&text, false)
+	_ = res.WriteText(&text, false)
 	for _, want := range []string{"Mix       3 kinds, each request picks one by weight (seed 3)", "/missing?x=1", " 80.0% ", " 15.0% "} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text report lacks %q:\n%s", want, text.String())

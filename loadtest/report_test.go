@@ -21,7 +21,7 @@ func mixedResult(t *testing.T) *Result {
 		if i%10 == 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
-		w.Write([]byte("0123456789"))
+		_, _ = w.Write([]byte("0123456789"))
 	})
 	return run(t, Config{URL: s.URL, Requests: 100, Concurrency: 4})
 }
@@ -92,7 +92,7 @@ func TestLoadtestWriteTextErrorsAndInterrupt(t *testing.T) {
 	res := run(t, Config{URL: deadURL(t), Requests: 3, Concurrency: 1})
 	res.Interrupted = true
 	var b strings.Builder
-	res.WriteText(&b, true)
+	_ = res.WriteText(&b, true)
 	for _, want := range []string{"interrupted after", "connect 3", "first connect error: ", "Latency   no responses", VerdictUnknown, "ALL 3 REQUESTS FAILED"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, b.String())

@@ -182,7 +182,7 @@ func (t *target) pick(ticket int64) int {
 	if len(t.kinds) == 1 {
 		return 0
 	}
-	u := float64(splitmix64(t.cfg.Seed+uint64(ticket)*0x9e3779b97f4a7c15)>>11) / (1 << 53)
+	u := float64(splitmix64(t.cfg.Seed+uint64(ticket)*0x9e3779b97f4a7c15)>>11) / (1 << 53) //nolint:gosec // G115: bits mixed into a hash; wrap-around is fine
 	for i, k := range t.kinds {
 		if u < k.cum {
 			return i
@@ -281,7 +281,7 @@ func (w *worker) exchange(start time.Time, k int) (response, errKind, error) {
 		// The deadline covers writing, waiting and reading the body. Set it
 		// before looking at ctx: interrupt may have just set a past
 		// deadline that this call overwrote, but then ctx is already done.
-		w.conn.SetDeadline(deadline)
+		_ = w.conn.SetDeadline(deadline)
 		if w.r.ctx.Err() != nil {
 			return response{}, kindOther, w.r.ctx.Err()
 		}
@@ -293,11 +293,11 @@ func (w *worker) exchange(start time.Time, k int) (response, errKind, error) {
 		}
 		if err != nil {
 			w.closeConn()
-			if reused && attempt == 0 && t.idempotent && (err == errNoResponse || isReset(err)) {
+			if reused && attempt == 0 && t.idempotent && (errors.Is(err, errNoResponse) || isReset(err)) {
 				w.stats[k].resent++
 				continue
 			}
-			if err == errNoResponse {
+			if errors.Is(err, errNoResponse) {
 				err = io.ErrUnexpectedEOF
 			}
 			return response{}, classify(err), err
@@ -351,7 +351,7 @@ func (w *worker) dial(deadline time.Time) (errKind, error) {
 	}
 	tcp, _ := conn.(*net.TCPConn)
 	if w.r.t.tls != nil {
-		conn.SetDeadline(deadline)
+		_ = conn.SetDeadline(deadline)
 		tc := tls.Client(conn, w.r.t.tls)
 		if err := tc.HandshakeContext(w.r.ctx); err != nil {
 			conn.Close()
@@ -414,7 +414,7 @@ func (w *worker) finishConn(deadline time.Time) {
 		return
 	}
 	if w.tcp != nil {
-		w.tcp.SetLinger(0)
+		_ = w.tcp.SetLinger(0)
 	}
 	w.closeConn()
 }
@@ -435,7 +435,7 @@ func (w *worker) awaitPeerClose(deadline time.Time) bool {
 	for {
 		n, err := w.tcp.Read(w.rr.scratch)
 		switch {
-		case err == io.EOF:
+		case errors.Is(err, io.EOF):
 			return true
 		case err != nil:
 			return false
@@ -451,7 +451,7 @@ func (w *worker) interrupt() {
 	defer w.mu.Unlock()
 	w.stopped = true
 	if w.conn != nil {
-		w.conn.SetDeadline(time.Unix(1, 0))
+		_ = w.conn.SetDeadline(time.Unix(1, 0))
 	}
 }
 
@@ -467,7 +467,7 @@ func (w *worker) flushLatencies() {
 	w.r.histMu.Lock()
 	for k, ls := range w.latencies {
 		for _, v := range ls {
-			w.r.hists[k].RecordValue(v) // cannot fail: record clamped v
+			_ = w.r.hists[k].RecordValue(v) // cannot fail: record clamped v
 		}
 		w.latencies[k] = ls[:0]
 	}

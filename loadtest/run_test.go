@@ -48,7 +48,7 @@ func run(t *testing.T, cfg Config) *Result {
 	return res
 }
 
-func hello(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "hello\n") }
+func hello(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "hello\n") }
 
 func TestLoadtestCount(t *testing.T) {
 	var served atomic.Int64
@@ -215,7 +215,7 @@ func TestLoadtestConnectErrors(t *testing.T) {
 			res.AllFailed(), res.Succeeded(), res.RPS(), res.CompletedRPS())
 	}
 	var text strings.Builder
-	res.WriteText(&text, false)
+	_ = res.WriteText(&text, false)
 	for _, want := range []string{"ALL 20 REQUESTS FAILED", "Requests  20 in ", " · 0 succeeded · 20 failed · ", "Rate      0 req/s succeeded", "server: connect 20 ·", "client: 0 "} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text report lacks %q:\n%s", want, text.String())
@@ -272,7 +272,7 @@ func TestLoadtestResetAndMalformed(t *testing.T) {
 		t.Errorf("closing without a reply: got errors %+v, want 10 reset", res.Errors)
 	}
 
-	garbage := newServer(t, hijack(t, func(rw *bufio.ReadWriter) { rw.WriteString("garbage\r\n\r\n") }))
+	garbage := newServer(t, hijack(t, func(rw *bufio.ReadWriter) { _, _ = rw.WriteString("garbage\r\n\r\n") }))
 	res = run(t, Config{URL: garbage.URL, Requests: 10, Concurrency: 2})
 	if res.Errors.Other != 10 {
 		t.Errorf("garbage reply: got errors %+v, want 10 other", res.Errors)
@@ -286,7 +286,7 @@ func TestLoadtestStaleKeepAlive(t *testing.T) {
 	var served atomic.Int64
 	s := newServer(t, hijack(t, func(rw *bufio.ReadWriter) {
 		served.Add(1)
-		rw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		_, _ = rw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 	}))
 	res := run(t, Config{URL: s.URL, Requests: 20, Concurrency: 2})
 	if res.Status[200] != 20 || res.Failed() != 0 {
@@ -297,7 +297,7 @@ func TestLoadtestStaleKeepAlive(t *testing.T) {
 		t.Errorf("GET: Resent = %d, want the 18 or so requests that met a closed connection counted", res.Resent)
 	}
 	var text strings.Builder
-	res.WriteText(&text, false)
+	_ = res.WriteText(&text, false)
 	if want := fmt.Sprintf("Resent    %d: ", res.Resent); !strings.Contains(text.String(), want) {
 		t.Errorf("text report lacks %q:\n%s", want, text.String())
 	}
@@ -345,12 +345,12 @@ func TestLoadtestBodies(t *testing.T) {
 	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/chunked" {
 			for range 3 {
-				io.WriteString(w, "chunk")
+				_, _ = io.WriteString(w, "chunk")
 				http.NewResponseController(w).Flush()
 			}
 			return
 		}
-		io.WriteString(w, big)
+		_, _ = io.WriteString(w, big)
 	})
 	res := run(t, Config{URL: s.URL + "/chunked", Requests: 20, Concurrency: 2})
 	if res.Status[200] != 20 || res.BytesRead != 20*15 {
@@ -528,7 +528,7 @@ func ExampleRun() {
 	var n atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Worker-Id", strconv.FormatInt(n.Add(1)%2+1, 10))
-		io.WriteString(w, "hello\n")
+		_, _ = io.WriteString(w, "hello\n")
 	}))
 	defer srv.Close()
 

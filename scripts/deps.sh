@@ -1,8 +1,20 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a Debian machine when it is missing and we
 # can (root or passwordless sudo); otherwise fails saying what to install.
-# Usage: scripts/deps.sh [test|bench]
+# Usage: scripts/deps.sh [test|bench|lint]
 set -euo pipefail
+
+# lint: golangci-lint at the version below, built through the Go module proxy
+# into bin/tools/ (git-ignored) when missing or of another version.
+if [ "${1:-test}" = lint ]; then
+  version=2.15.0
+  tools="$(cd "$(dirname "$0")/.." && pwd)/bin/tools"
+  if [ "$("$tools/golangci-lint" version --short 2>/dev/null || true)" != "$version" ]; then
+    echo "installing golangci-lint v$version into bin/tools (takes a few minutes the first time)..." >&2
+    GOBIN="$tools" "${GO:-go}" install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v$version"
+  fi
+  exit 0
+fi
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)

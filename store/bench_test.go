@@ -118,7 +118,7 @@ func timeOps(ctx context.Context, s store.Store, op string, callers, n int, valu
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := rand.New(rand.NewPCG(rand.Uint64(), uint64(c)))
+			r := rand.New(rand.NewPCG(rand.Uint64(), uint64(c))) //nolint:gosec // G115: a non-negative goroutine index as a seed
 			lat := make([]time.Duration, 0, n/callers+1)
 			for next.Add(1) <= int64(n) {
 				start := time.Now()

@@ -65,7 +65,7 @@ const (
 func encodeRecord(value []byte, expires int64) []byte {
 	rec := make([]byte, recordHeader+len(value))
 	rec[0] = recordVersion
-	binary.BigEndian.PutUint64(rec[1:recordHeader], uint64(expires))
+	binary.BigEndian.PutUint64(rec[1:recordHeader], uint64(expires)) //nolint:gosec // G115: stores the int64's bits; decodeRecord converts back
 	copy(rec[recordHeader:], value)
 	return rec
 }
@@ -75,7 +75,7 @@ func decodeRecord(rec []byte) (value []byte, expires int64, err error) {
 	if len(rec) < recordHeader || rec[0] != recordVersion {
 		return nil, 0, errors.New("store: bbolt: corrupt record")
 	}
-	return rec[recordHeader:], int64(binary.BigEndian.Uint64(rec[1:recordHeader])), nil
+	return rec[recordHeader:], int64(binary.BigEndian.Uint64(rec[1:recordHeader])), nil //nolint:gosec // G115: the bits encodeRecord stored from an int64
 }
 
 func expired(expires int64, now time.Time) bool {
@@ -181,7 +181,7 @@ func OpenBolt(path string, opts BoltOptions) (Store, error) {
 }
 
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
+	d, err := os.Open(dir) //nolint:gosec // G304: the directory of the operator's --state-file
 	if err != nil {
 		return err
 	}

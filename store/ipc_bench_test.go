@@ -35,8 +35,8 @@ func overIPC(tb testing.TB, s store.Store) store.Store {
 	}
 	primary := ipc.NewConn(pc, serveHandler{serve: func(ctx context.Context, m string, b []byte) (any, error) { return serve(ctx, m, b) }})
 	worker := ipc.NewConn(wc, serveHandler{})
-	go primary.Serve()
-	go worker.Serve()
+	go primary.Serve() //nolint:errcheck // ends with the connection when the benchmark closes it
+	go worker.Serve()  //nolint:errcheck // ends with the connection when the benchmark closes it
 	tb.Cleanup(func() { worker.Close(); primary.Close(); <-worker.Done(); <-primary.Done() })
 	return store.NewRemote(worker)
 }

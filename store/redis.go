@@ -127,7 +127,7 @@ func invalidURLError(rawURL string, err error) error {
 	if strings.Contains(rawURL, "@") || errors.As(err, &ue) {
 		return fmt.Errorf("store: invalid redis url %s: want redis://[user:password@]host:port[/db]", RedactURL(rawURL))
 	}
-	return fmt.Errorf("store: invalid redis url %s: %v", RedactURL(rawURL), err)
+	return fmt.Errorf("store: invalid redis url %s: %w", RedactURL(rawURL), err)
 }
 
 // RedactURL returns rawURL with its password replaced by "xxxxx", for logs

@@ -81,7 +81,7 @@ func benchWorker() int {
 					res.LatNS = append(res.LatNS, d.Nanoseconds())
 				}
 			}
-			json.NewEncoder(rw).Encode(res)
+			_ = json.NewEncoder(rw).Encode(res)
 		}))
 	})
 	if err != nil {
@@ -176,7 +176,7 @@ func startBenchPrimary(b *testing.B, calls cluster.CallHandler, redisURL string)
 	b.Cleanup(func() {
 		cancel()
 		select {
-		case <-errC:
+		case <-errC: //nolint:errcheck // only waiting for the primary to stop
 		case <-time.After(30 * time.Second):
 			b.Error("the benchmark's primary did not stop within 30 s")
 		}

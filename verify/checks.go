@@ -258,7 +258,7 @@ func (r *runner) fib(ctx context.Context, n int) (*response, error) {
 	}
 	var a fibAnswer
 	if err := resp.decode(&a); err != nil {
-		return nil, fmt.Errorf("POST /cluster/cpu-intensive %s: %v", body, err)
+		return nil, fmt.Errorf("POST /cluster/cpu-intensive %s: %w", body, err)
 	}
 	if a.Calculation.Input != n || a.Calculation.Result != fibonacci(n) {
 		return nil, fmt.Errorf("POST /cluster/cpu-intensive %s → fib(%d) = %d, want fib(%d) = %d",
@@ -390,7 +390,7 @@ func (r *runner) workers(ctx context.Context) (*workersList, error) {
 	}
 	var l workersList
 	if err := resp.decode(&l); err != nil {
-		return nil, fmt.Errorf("GET /cluster/workers: %v", err)
+		return nil, fmt.Errorf("GET /cluster/workers: %w", err)
 	}
 	return &l, nil
 }

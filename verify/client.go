@@ -104,7 +104,7 @@ func (c *client) do(ctx context.Context, method, path string, body []byte, timeo
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %v", method, path, err)
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	req.Header.Set("User-Agent", "herd-verify")
 	if body != nil {
@@ -132,13 +132,13 @@ func requestError(method, path string, timeout time.Duration, err error) error {
 	if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "Client.Timeout") {
 		return fmt.Errorf("%s %s: no answer within %s", method, path, timeout)
 	}
-	return fmt.Errorf("%s %s: %v", method, path, err)
+	return fmt.Errorf("%s %s: %w", method, path, err)
 }
 
 // getJSON decodes r's body into v, saying what was wrong for evidence.
 func (r *response) decode(v any) error {
 	if err := json.Unmarshal(r.body, v); err != nil {
-		return fmt.Errorf("body is not the JSON expected (%v): %s", err, snippet(r.body))
+		return fmt.Errorf("body is not the JSON expected (%w): %s", err, snippet(r.body))
 	}
 	return nil
 }

@@ -77,7 +77,7 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
-	cmd := exec.Command(opts.Binary, ClusterArgs(opts)...)
+	cmd := exec.Command(opts.Binary, ClusterArgs(opts)...) //nolint:gosec // G204: the herd binary the caller asked to verify
 	cmd.Dir = dir
 	// It runs on its flags and defaults alone, whatever the caller's
 	// environment says.
@@ -116,7 +116,7 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 	case <-c.readyC:
 	case <-c.doneC:
 		c.Kill()
-		return nil, fmt.Errorf("verify: herd serve exited (%v) before its workers were ready:\n%s", c.exitErr(), c.Output())
+		return nil, fmt.Errorf("verify: herd serve exited (%v) before its workers were ready:\n%s", c.exitErr(), c.Output()) //nolint:errorlint // may be nil (exit 0, or a wrong value): printed, not wrapped
 	case <-timer.C:
 		c.Kill()
 		return nil, fmt.Errorf("verify: herd serve's workers were not ready within %s:\n%s", opts.ReadyTimeout, c.Output())

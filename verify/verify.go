@@ -168,7 +168,7 @@ var ErrBadOptions = errors.New("verify: invalid options")
 func Run(ctx context.Context, opts Options) (*Report, error) {
 	base, err := ParseURL(opts.URL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadOptions, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadOptions, err)
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout

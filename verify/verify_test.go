@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -203,13 +204,13 @@ func TestVerifyBadOptions(t *testing.T) {
 
 func TestVerifyInterrupted(t *testing.T) {
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Write([]byte("Hello World!"))
+		_, _ = w.Write([]byte("Hello World!"))
 	}))
 	defer s.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	rep, err := Run(ctx, Options{URL: s.URL})
-	if err != context.Canceled {
+	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 	if rep.Skipped != 7 || rep.Checks[0].Evidence != "interrupted" {
@@ -232,10 +233,10 @@ func (b *brokenHerd) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	i := int(b.n.Add(1) % 2)
 	w.Header().Set("X-Worker-Id", strconv.Itoa(i+1))
 	w.Header().Set("X-Worker-Pid", strconv.Itoa(1001+i))
-	j := func(v any) { w.Header().Set("Content-Type", "application/json"); json.NewEncoder(w).Encode(v) }
+	j := func(v any) { w.Header().Set("Content-Type", "application/json"); _ = json.NewEncoder(w).Encode(v) }
 	switch {
 	case r.URL.Path == "/":
-		w.Write([]byte("Hello World!"))
+		_, _ = w.Write([]byte("Hello World!"))
 	case r.URL.Path == "/pid":
 		j(map[string]int{"processid": 1001 + i})
 	case r.Method == "POST" && r.URL.Path == "/cluster/shared-state":
@@ -243,7 +244,7 @@ func (b *brokenHerd) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Key   string
 			Value json.RawMessage
 		}
-		json.NewDecoder(r.Body).Decode(&body)
+		_ = json.NewDecoder(r.Body).Decode(&body)
 		b.mu.Lock()
 		if b.shared[i] == nil {
 			b.shared[i] = map[string]json.RawMessage{}
@@ -266,7 +267,7 @@ func (b *brokenHerd) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		j(map[string]any{"requestCount": b.counter.Add(1)})
 	case r.URL.Path == "/cluster/cpu-intensive":
 		var body struct{ N int }
-		json.NewDecoder(r.Body).Decode(&body)
+		_ = json.NewDecoder(r.Body).Decode(&body)
 		b.cpu.Lock()
 		time.Sleep(320 * time.Millisecond) // one at a time: no parallelism
 		b.cpu.Unlock()
@@ -309,7 +310,7 @@ func TestVerifyPlainServer(t *testing.T) {
 			http.NotFound(w, r)
 			return
 		}
-		w.Write([]byte("Hello World!"))
+		_, _ = w.Write([]byte("Hello World!"))
 	}))
 	defer s.Close()
 	rep, err := Run(context.Background(), Options{URL: s.URL})
@@ -331,7 +332,7 @@ func TestVerifyPlainServer(t *testing.T) {
 // every herd-specific check fails on what it answered, and none panics.
 func TestVerifyHelloEverywhere(t *testing.T) {
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Write([]byte("Hello World!"))
+		_, _ = w.Write([]byte("Hello World!"))
 	}))
 	defer s.Close()
 	rep, err := Run(context.Background(), Options{URL: s.URL, CrashTimeout: time.Second})

@@ -22,5 +22,5 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Fprintf(os.Stdout, "listening %s\n", ln.Addr())
-	log.Fatal(http.Serve(ln, app.New(app.Options{})))
+	log.Fatal(http.Serve(ln, app.New(app.Options{}))) //nolint:gosec // G114: a benchmark baseline that must match plain net/http defaults
 }

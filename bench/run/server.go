@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -108,10 +107,10 @@ func start(ctx context.Context, c contender, bin, dir string) (*server, error) {
 	case <-s.waitC:
 		return nil, fmt.Errorf("%s exited before listening: %s", c.Name, s.tail())
 	case <-deadline.C:
-		s.stop()
+		_ = s.stop()
 		return nil, fmt.Errorf("%s did not say where it listens within 30s: %s", c.Name, s.tail())
 	case <-ctx.Done():
-		s.stop()
+		_ = s.stop()
 		return nil, ctx.Err()
 	}
 	if c.Workers > 0 {
@@ -120,10 +119,10 @@ func start(ctx context.Context, c contender, bin, dir string) (*server, error) {
 		case <-s.waitC:
 			return nil, fmt.Errorf("%s exited before its workers were ready: %s", c.Name, s.tail())
 		case <-deadline.C:
-			s.stop()
+			_ = s.stop()
 			return nil, fmt.Errorf("%s: workers not ready within 30s: %s", c.Name, s.tail())
 		case <-ctx.Done():
-			s.stop()
+			_ = s.stop()
 			return nil, ctx.Err()
 		}
 	}
@@ -135,10 +134,10 @@ func start(ctx context.Context, c contender, bin, dir string) (*server, error) {
 		case <-s.waitC:
 			return nil, fmt.Errorf("%s exited: %s", c.Name, s.tail())
 		case <-deadline.C:
-			s.stop()
+			_ = s.stop()
 			return nil, fmt.Errorf("%s never answered GET / with 200: %s", c.Name, s.tail())
 		case <-ctx.Done():
-			s.stop()
+			_ = s.stop()
 			return nil, ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
@@ -314,7 +313,7 @@ func (s *server) stop() error {
 		return fmt.Errorf("%s: workers %v outlived the primary by 5 s; killed", s.c.Name, left)
 	}
 	// plain has no signal handler: SIGTERM's default action is its stop.
-	if st := s.cmd.ProcessState; st != nil && !st.Success() && !(!s.c.Herd && termed(st)) {
+	if st := s.cmd.ProcessState; st != nil && !st.Success() && !(!s.c.Herd && termed(st)) { //nolint:staticcheck // QF1001: reads as "not the plain server's own TERM"
 		return fmt.Errorf("%s: exit after SIGTERM: %v", s.c.Name, st)
 	}
 	return nil
@@ -355,5 +354,3 @@ func post(ctx context.Context, url, body string) (int, error) {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode, nil
 }
-
-var errNA = errors.New("not available")

@@ -472,12 +472,12 @@ type dotenvEntry struct {
 // value.
 func readDotenv(path string) (map[string]dotenvEntry, error) {
 	vals := map[string]dotenvEntry{}
-	f, err := os.Open(path)
+	f, err := os.Open(path) //nolint:gosec // G304: the .env file the user points at
 	if errors.Is(err, os.ErrNotExist) {
 		return vals, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %v", path, err)
+		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -501,7 +501,7 @@ func readDotenv(path string) (map[string]dotenvEntry, error) {
 		vals[k] = dotenvEntry{val: val, line: n}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading %s: %v", path, err)
+		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	return vals, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -183,7 +184,7 @@ func herdCmd(t *testing.T, p *herdtest.Proc, args ...string) (int, string) {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	if err != nil {
-		if _, ok := err.(*exec.ExitError); !ok {
+		if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) {
 			t.Fatalf("herd %v: %v", args, err)
 		}
 	}
@@ -415,8 +416,12 @@ func TestReloadWithABrokenBuildKeepsTheOldWorkers(t *testing.T) {
 	l := startLoad(t, p.URL+"/pid", 50)
 	l.waitRequests(t, p, 100)
 
-	os.WriteFile(bin+".new", []byte(brokenBuild), 0o755)
-	os.Rename(bin+".new", bin)
+	if err := os.WriteFile(bin+".new", []byte(brokenBuild), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(bin+".new", bin); err != nil {
+		t.Fatal(err)
+	}
 	code, out := herdCmd(t, p, "reload")
 	if code != 1 || !strings.Contains(out, "did not become ready within 2s") || !strings.Contains(out, "keeps serving") {
 		t.Fatalf("herd reload with a broken build: exit %d, %q; want exit 1 saying the replacement never became ready and the old worker keeps serving", code, out)
@@ -654,7 +659,7 @@ func TestLoadtestDuringReloadsReportsNothingLost(t *testing.T) {
 		}
 		p.Eventually(20*time.Second, "the new workers to serve the load", func() bool { return served() > 500 })
 	}
-	lt.Process.Signal(syscall.SIGINT) // herd loadtest reports what it did so far
+	_ = lt.Process.Signal(syscall.SIGINT) // herd loadtest reports what it did so far
 	err := lt.Wait()
 	var doc struct {
 		Requests, Failed, Resent int64

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -142,24 +143,24 @@ func holdRequest(t *testing.T, addr string) *heldRequest {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
 	fmt.Fprintf(conn, "POST /cluster/cpu-intensive HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"+
 		"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n", addr, len(heldBody))
 	h := &heldRequest{conn: conn, br: bufio.NewReader(conn)}
-	resp, err := http.ReadResponse(h.br, nil)
+	resp, err := http.ReadResponse(h.br, nil) //nolint:bodyclose // a 100 Continue has no body; the final response follows on conn
 	if err != nil {
 		t.Fatalf("waiting for 100 Continue: %v", err)
 	}
 	if resp.StatusCode != http.StatusContinue {
 		t.Fatalf("got %s, want 100 Continue", resp.Status)
 	}
-	conn.SetDeadline(time.Time{})
+	_ = conn.SetDeadline(time.Time{})
 	return h
 }
 
 // finish sends the body and returns the final response.
 func (h *heldRequest) finish() (int, http.Header, []byte, error) {
-	h.conn.SetDeadline(time.Now().Add(30 * time.Second))
+	_ = h.conn.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := io.WriteString(h.conn, heldBody); err != nil {
 		return 0, nil, nil, err
 	}
@@ -175,7 +176,7 @@ func (h *heldRequest) finish() (int, http.Header, []byte, error) {
 // outcome waits for the server to end the request without a body from
 // us: it returns the error (EOF, reset) or the response status.
 func (h *heldRequest) outcome() string {
-	h.conn.SetDeadline(time.Now().Add(30 * time.Second))
+	_ = h.conn.SetDeadline(time.Now().Add(30 * time.Second))
 	resp, err := http.ReadResponse(h.br, nil)
 	if err != nil {
 		return err.Error()
@@ -537,7 +538,7 @@ func runHerd(t *testing.T, o runOpts, args ...string) (code int, stdout, stderr 
 	if ctx.Err() != nil {
 		t.Fatalf("herd %q still running after 30 s; output:\n%s%s", args, &out, &errOut)
 	}
-	if _, ok := err.(*exec.ExitError); err != nil && !ok {
+	if ee := (*exec.ExitError)(nil); err != nil && !errors.As(err, &ee) {
 		t.Fatalf("herd %q: %v", args, err)
 	}
 	return cmd.ProcessState.ExitCode(), out.String(), errOut.String()

@@ -58,7 +58,7 @@ func TestCounterIsExactAcrossWorkersOnEveryBackend(t *testing.T) {
 						err = json.NewDecoder(resp.Body).Decode(&body)
 						resp.Body.Close()
 						if err != nil || resp.StatusCode != 200 {
-							errs <- fmt.Errorf("POST /cluster/counter: %d %v", resp.StatusCode, err)
+							errs <- fmt.Errorf("POST /cluster/counter: %d %v", resp.StatusCode, err) //nolint:errorlint // err is nil when only the status is wrong
 							return
 						}
 						mu.Lock()
@@ -171,7 +171,7 @@ func TestAcknowledgedWritesSurviveSIGKILLOfThePrimary(t *testing.T) {
 				if err != nil {
 					return // the primary is gone: stop writing
 				}
-				io.Copy(io.Discard, resp.Body)
+				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode == 200 {
 					mu.Lock()
@@ -186,7 +186,7 @@ func TestAcknowledgedWritesSurviveSIGKILLOfThePrimary(t *testing.T) {
 		defer mu.Unlock()
 		return len(acked) >= 300
 	})
-	p.Cmd.Process.Kill() // SIGKILL, in the middle of the stream
+	_ = p.Cmd.Process.Kill() // SIGKILL, in the middle of the stream
 	p.Wait(10 * time.Second)
 	// Workers notice their primary is gone and exit; the port comes free.
 	herdtest.WaitUntil(t, 10*time.Second, "the port free again", func() bool {

@@ -29,7 +29,7 @@ import (
 var (
 	buildOnce sync.Once
 	binPath   string
-	buildErr  error
+	buildErr  error //nolint:errname // the result of the one build, not a sentinel
 )
 
 // Binary builds ./cmd/herd once per test binary (with -race when the tests
@@ -55,7 +55,7 @@ func Binary(t testing.TB) string {
 		cmd := exec.Command("go", append(args, "./cmd/herd")...)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/herd: %v\n%s", err, out)
+			buildErr = fmt.Errorf("go build ./cmd/herd: %w\n%s", err, out)
 		}
 	})
 	if buildErr != nil {

@@ -227,7 +227,7 @@ func (c *Conn) send(m Message) error {
 	if err != nil {
 		c.w.Reset(c.c) // drop the partial frame; the connection is unusable now
 		c.Close()
-		return fmt.Errorf("%w: %v", ErrClosed, err)
+		return fmt.Errorf("%w: %w", ErrClosed, err)
 	}
 	return nil
 }

@@ -51,8 +51,8 @@ func pair(t testing.TB, ha, hb Handler) (*Conn, *Conn) {
 		t.Fatal(err)
 	}
 	a, b := NewConn(ca, ha), NewConn(cb, hb)
-	go a.Serve()
-	go b.Serve()
+	go a.Serve() //nolint:errcheck // ends with the connection when the test closes it
+	go b.Serve() //nolint:errcheck // ends with the connection when the test closes it
 	t.Cleanup(func() { a.Close(); b.Close(); <-a.Done(); <-b.Done() })
 	return a, b
 }
@@ -171,7 +171,7 @@ func TestGarbageFromPeerEndsServeWithError(t *testing.T) {
 	c := NewConn(ca, &echo{})
 	errC := make(chan error, 1)
 	go func() { errC <- c.Serve() }()
-	raw.Write([]byte{0, 0, 0, 20, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7})
+	_, _ = raw.Write([]byte{0, 0, 0, 20, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7})
 	select {
 	case err := <-errC:
 		if !errors.Is(err, ErrMalformed) {

@@ -63,9 +63,9 @@ func AppendFrame(buf []byte, m Message) ([]byte, error) {
 	buf = binary.BigEndian.AppendUint32(buf, uint32(n))
 	buf = append(buf, Version, byte(m.Kind))
 	buf = binary.BigEndian.AppendUint64(buf, m.ID)
-	buf = append(buf, byte(len(m.Method)))
+	buf = append(buf, byte(len(m.Method))) //nolint:gosec // G115: checked <= 255 above
 	buf = append(buf, m.Method...)
-	buf = binary.BigEndian.AppendUint16(buf, uint16(len(m.Err)))
+	buf = binary.BigEndian.AppendUint16(buf, uint16(len(m.Err))) //nolint:gosec // G115: truncated to 65535 above
 	buf = append(buf, m.Err...)
 	buf = append(buf, m.Body...)
 	return buf, nil

@@ -66,10 +66,10 @@ func TestReadFrameLimits(t *testing.T) {
 		t.Errorf("oversized length: got %v, want ErrFrameTooLarge", err)
 	}
 	valid, _ := AppendFrame(nil, Message{Kind: KindNotify, Method: "ready", Body: []byte("{}")})
-	if _, _, err := ReadFrame(bytes.NewReader(valid[:len(valid)-1]), nil); err != io.ErrUnexpectedEOF {
+	if _, _, err := ReadFrame(bytes.NewReader(valid[:len(valid)-1]), nil); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Errorf("truncated frame: got %v, want io.ErrUnexpectedEOF", err)
 	}
-	if _, _, err := ReadFrame(bytes.NewReader(nil), nil); err != io.EOF {
+	if _, _, err := ReadFrame(bytes.NewReader(nil), nil); !errors.Is(err, io.EOF) {
 		t.Errorf("clean end: got %v, want io.EOF", err)
 	}
 	if _, err := AppendFrame(nil, Message{Kind: KindNotify, Body: make([]byte, MaxFrame)}); !errors.Is(err, ErrFrameTooLarge) {

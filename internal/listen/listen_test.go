@@ -14,7 +14,7 @@ func nonblocking(t *testing.T, l *net.TCPListener) bool {
 		t.Fatal(err)
 	}
 	var flags uintptr
-	rc.Control(func(fd uintptr) {
+	_ = rc.Control(func(fd uintptr) {
 		flags, _, _ = syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_GETFL, 0)
 	})
 	return int(flags)&syscall.O_NONBLOCK != 0

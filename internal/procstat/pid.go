@@ -94,5 +94,5 @@ func ParseCPUTime(stat []byte) (time.Duration, error) {
 	if err1 != nil || err2 != nil {
 		return 0, fmt.Errorf("procstat: utime %q stime %q", f[11], f[12])
 	}
-	return time.Duration(u+s) * time.Second / userHZ, nil
+	return time.Duration(u+s) * time.Second / userHZ, nil //nolint:gosec // G115: CPU ticks of one process, far below 2^63
 }

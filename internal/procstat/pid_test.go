@@ -38,7 +38,7 @@ func TestStateAndVmRSSOfRealProcesses(t *testing.T) {
 	if s := State(pid); s != 'Z' || Alive(pid) {
 		t.Errorf("an exited, unreaped child: State %q, Alive %v; want Z and false", s, Alive(pid))
 	}
-	cmd.Wait()
+	_ = cmd.Wait()
 	if s := State(pid); s != 0 || Alive(pid) {
 		t.Errorf("a reaped child: State %q, Alive %v; want 0 and false", s, Alive(pid))
 	}

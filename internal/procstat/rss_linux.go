@@ -21,5 +21,5 @@ func RSS() uint64 {
 	if err != nil {
 		return 0
 	}
-	return pages * uint64(os.Getpagesize())
+	return pages * uint64(os.Getpagesize()) //nolint:gosec // G115: the page size is positive
 }

@@ -155,7 +155,7 @@ func start(t testing.TB, bin string, port int, password string) (*server, error)
 			return s, nil
 		} else if time.Now().After(deadline) {
 			s.stop()
-			return nil, fmt.Errorf("redis-server on port %d did not answer PING within %v: %v; output: %s", port, readyTimeout, err, lastLines(out.String()))
+			return nil, fmt.Errorf("redis-server on port %d did not answer PING within %v: %w; output: %s", port, readyTimeout, err, lastLines(out.String()))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -345,7 +345,7 @@ func testSetGetConcurrent(t *testing.T, s store.Store, p string) {
 				}
 				got, err := s.Get(ctx(t), k)
 				if err != nil || !bytes.Equal(got, v) {
-					errs <- fmt.Errorf("Get(%q) = %q, %v after Set %q", k, got, err, v)
+					errs <- fmt.Errorf("Get(%q) = %q, %v after Set %q", k, got, err, v) //nolint:errorlint // may be nil (exit 0, or a wrong value): printed, not wrapped
 					return
 				}
 			}
