@@ -64,14 +64,14 @@ func Handler(ac cluster.AdminContext) (http.Handler, error) {
 	mux.HandleFunc("POST /api/scale", s.action(func(ctx context.Context, r *http.Request) (string, error) {
 		n, err := strconv.Atoi(r.URL.Query().Get("n"))
 		if err != nil || n < 1 || n > 1024 {
-			return "", badRequest{fmt.Sprintf("invalid n %q: must be a whole number from 1 to 1024", r.URL.Query().Get("n"))}
+			return "", badRequestError{fmt.Sprintf("invalid n %q: must be a whole number from 1 to 1024", r.URL.Query().Get("n"))}
 		}
 		return fmt.Sprintf("%d workers ready", n), ac.Plane.Scale(ctx, n)
 	}))
 	mux.HandleFunc("POST /api/workers/{id}/restart", s.action(func(ctx context.Context, r *http.Request) (string, error) {
 		id, err := strconv.Atoi(r.PathValue("id"))
 		if err != nil || id < 1 {
-			return "", badRequest{fmt.Sprintf("invalid worker id %q: must be a positive whole number", r.PathValue("id"))}
+			return "", badRequestError{fmt.Sprintf("invalid worker id %q: must be a positive whole number", r.PathValue("id"))}
 		}
 		return fmt.Sprintf("worker %d replaced", id), ac.Plane.Restart(ctx, id)
 	}))
@@ -86,10 +86,10 @@ type server struct {
 	hist *history
 }
 
-// badRequest is an action's error caused by its input.
-type badRequest struct{ msg string }
+// badRequestError is an action's error caused by its input.
+type badRequestError struct{ msg string }
 
-func (e badRequest) Error() string { return e.msg }
+func (e badRequestError) Error() string { return e.msg }
 
 // guard asks for the token where reading needs one.
 func (s *server) guard(h http.Handler) http.Handler {
@@ -143,7 +143,7 @@ func (s *server) action(run func(ctx context.Context, r *http.Request) (string, 
 		ctx, cancel := context.WithTimeout(r.Context(), actionTimeout)
 		defer cancel()
 		msg, err := run(ctx, r)
-		var br badRequest
+		var br badRequestError
 		switch {
 		case errors.As(err, &br):
 			writeError(w, http.StatusBadRequest, br.msg)

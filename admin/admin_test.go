@@ -21,7 +21,7 @@ type fakePlane struct {
 	mu       sync.Mutex
 	reqs     uint64
 	beat     time.Time
-	reloaded int
+	reloaded uint64
 	doneC    chan struct{}
 }
 
@@ -36,7 +36,7 @@ func (f *fakePlane) Metrics(context.Context) (cluster.Metrics, error) {
 	f.beat = f.beat.Add(time.Second)
 	counts := make([]uint64, len(cluster.LatencyBuckets)+1)
 	counts[2] = f.reqs
-	m := cluster.Metrics{Time: f.beat, Want: 2, Ready: 2, Reloads: map[string]uint64{"ok": uint64(f.reloaded)}, Upgrades: map[string]uint64{}}
+	m := cluster.Metrics{Time: f.beat, Want: 2, Ready: 2, Reloads: map[string]uint64{"ok": f.reloaded}, Upgrades: map[string]uint64{}}
 	for id := 1; id <= 2; id++ {
 		m.Workers = append(m.Workers, cluster.WorkerMetrics{ID: id, PID: 100 + id, State: cluster.StateReady, Started: time.Unix(900, 0),
 			LastBeat: f.beat, Requests: f.reqs, Restarts: map[string]uint64{},
@@ -119,7 +119,7 @@ func TestTokenRules(t *testing.T) {
 			}
 			fp.mu.Lock()
 			defer fp.mu.Unlock()
-			if want := map[bool]int{true: 1, false: 0}[c.wantGo == 200]; fp.reloaded != want {
+			if want := map[bool]uint64{true: 1, false: 0}[c.wantGo == 200]; fp.reloaded != want {
 				t.Errorf("reloads carried out: %d, want %d", fp.reloaded, want)
 			}
 		})

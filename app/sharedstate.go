@@ -157,7 +157,7 @@ func (s *sharedState) warnLimited(msg, op, key string, err error) {
 		s.suppressed.Add(1)
 		return
 	}
-	s.a.opts.Logger.Warn(msg, "op", op, "key", key, "err", err,
+	s.a.opts.Logger.Warn(msg, "op", op, //nolint:sloglint // one of the constant messages of the callers above "key", key, "err", err,
 		"suppressed", s.suppressed.Swap(0))
 }
 

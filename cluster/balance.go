@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -292,13 +293,13 @@ func (d *dispatcher) accept(rc syscall.RawConn) (int, string, error) {
 					return
 				}
 				nfd, sa, aerr = accept4(int(fd))
-				if aerr == syscall.EINTR || aerr == syscall.ECONNABORTED {
+				if errors.Is(aerr, syscall.EINTR) || errors.Is(aerr, syscall.ECONNABORTED) {
 					continue
 				}
-				if aerr != syscall.EAGAIN {
+				if !errors.Is(aerr, syscall.EAGAIN) {
 					return
 				}
-				pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+				pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}} //nolint:gosec // G115: a file descriptor, which the kernel keeps below 2^31 (an int in C)
 				_, _ = unix.Poll(pfd, int(acceptPoll/time.Millisecond))
 				if pfd[0].Revents == 0 {
 					return // timed out: the caller looks at d.closed
@@ -307,7 +308,7 @@ func (d *dispatcher) accept(rc syscall.RawConn) (int, string, error) {
 		}); err != nil {
 			return -1, "", fmt.Errorf("cluster: accept: %w", err)
 		}
-		if aerr == syscall.EAGAIN {
+		if errors.Is(aerr, syscall.EAGAIN) {
 			if d.isClosed() {
 				return -1, "", net.ErrClosed
 			}

@@ -223,7 +223,7 @@ func TestDispatcherPassesOnWhatAGoneWorkerNeverTook(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tl.Close()
-	d := newDispatcher(tl, BalanceLeastConn, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	d := newDispatcher(tl, BalanceLeastConn, 0, slog.New(slog.DiscardHandler))
 	worker := func(pid int) *passedListener {
 		uc, f, err := connPair()
 		if err != nil {

@@ -45,7 +45,7 @@ func execStep() error {
 		env = append(env, kv)
 	}
 	env = append(env, "LISTEN_PID="+pid, "WATCHDOG_PID="+pid)
-	err := syscall.Exec(a.Path, a.Argv, env)
+	err := syscall.Exec(a.Path, a.Argv, env) //nolint:gosec // G204: the user's own COMMAND of herd run, passed on by its primary
 	return fmt.Errorf("cluster: executing %s: %w", a.Path, err)
 }
 

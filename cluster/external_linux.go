@@ -69,7 +69,7 @@ func (e *external) startReaper() error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	defer r.Close()
-	cmd := exec.Command(exe, e.p.opts.Args...)
+	cmd := exec.Command(exe, e.p.opts.Args...) //nolint:gosec // G204: re-executes this program's own binary as the reaper
 	cmd.Env = append(os.Environ(), envHelper+"="+helperReaper)
 	cmd.ExtraFiles = []*os.File{r}
 	cmd.Stderr = os.Stderr
@@ -206,7 +206,7 @@ func (e *external) spawn(p *primary, id int) (int, handle, error) {
 	}
 	defer errW.Close()
 
-	cmd := exec.Command(exe, p.opts.Args...)
+	cmd := exec.Command(exe, p.opts.Args...) //nolint:gosec // G204: re-executes this program's own binary as the exec step
 	cmd.Env = e.env(id, notifyPath, files)
 	for _, f := range files {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, f.File)

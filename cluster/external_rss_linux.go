@@ -24,7 +24,7 @@ func treeRSS(pid int) uint64 {
 		}
 	}
 	var sum uint64
-	page := uint64(os.Getpagesize())
+	page := uint64(os.Getpagesize()) //nolint:gosec // G115: the page size is positive
 	queue := []int{pid}
 	for len(queue) > 0 {
 		n := queue[0]

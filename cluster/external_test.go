@@ -22,7 +22,9 @@ func TestRelayOutputSplitsLongLinesAndKeepsATail(t *testing.T) {
 	done := make(chan struct{})
 	go func() { relayOutput(log, 7, 1234, "stderr", r, tl); close(done) }()
 	long := strings.Repeat("x", 3*maxLine+10) // no newline for 192 KiB
-	w.WriteString(long + "\nline one\nline two\r\nline three\nlast without newline")
+	if _, err := w.WriteString(long + "\nline one\nline two\r\nline three\nlast without newline"); err != nil {
+		t.Fatal(err)
+	}
 	w.Close()
 	<-done
 	var pieces []string

@@ -146,7 +146,7 @@ func (m *primaryMetrics) observeCall(method string, d time.Duration, err error) 
 		c.errors.Add(1)
 	}
 	c.buckets[sortSearch(d.Seconds())].Add(1)
-	c.sumNanos.Add(uint64(d))
+	c.sumNanos.Add(uint64(d)) //nolint:gosec // G115: a duration on the monotonic clock, never negative
 }
 
 func sortSearch(s float64) int { return sort.SearchFloat64s(LatencyBuckets, s) }
@@ -157,7 +157,7 @@ func (m *primaryMetrics) callMetrics() []CallMetrics {
 	out := make([]CallMetrics, 0, len(m.calls))
 	for name, c := range m.calls {
 		cm := CallMetrics{Method: name, Calls: c.calls.Load(), Errors: c.errors.Load(),
-			Latency: Histogram{Counts: make([]uint64, len(c.buckets)), Sum: time.Duration(c.sumNanos.Load()).Seconds()}}
+			Latency: Histogram{Counts: make([]uint64, len(c.buckets)), Sum: float64(c.sumNanos.Load()) / float64(time.Second)}}
 		for i := range c.buckets {
 			cm.Latency.Counts[i] = c.buckets[i].Load()
 		}
@@ -264,7 +264,7 @@ func (p *primary) metrics() Metrics {
 				continue
 			}
 			wm.Requests += pr.hb.Requests
-			wm.Figures = wm.Figures.addCounters(pr.hb.Figures)
+			wm.Figures = wm.addCounters(pr.hb.Figures)
 			wm.InFlight += pr.hb.InFlight
 			wm.Conns += pr.hb.Conns
 			wm.RSS += pr.hb.RSS

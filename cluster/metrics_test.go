@@ -36,7 +36,7 @@ func TestHistogramQuantile(t *testing.T) {
 
 func TestInstrumentCountsRoutesClassesAndLatency(t *testing.T) {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/{n}", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	mux.HandleFunc("GET /api/{n}", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) })
 	mux.HandleFunc("GET /teapot", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })
 	mux.HandleFunc("GET /silent", func(w http.ResponseWriter, r *http.Request) {})
 	mux.HandleFunc("GET /flush", func(w http.ResponseWriter, r *http.Request) {
@@ -109,7 +109,7 @@ func BenchmarkInstrument(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			mux := http.NewServeMux()
-			mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello\n")) })
+			mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("hello\n")) })
 			w := &Worker{metrics: newReqMetrics(), opts: Options{DisableRequestMetrics: !on}}
 			h := w.instrument(mux)
 			b.ReportAllocs()
@@ -134,7 +134,7 @@ func BenchmarkInstrumentLoopback(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			mux := http.NewServeMux()
-			mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello\n")) })
+			mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("hello\n")) })
 			w := &Worker{metrics: newReqMetrics(), opts: Options{DisableRequestMetrics: !on}}
 			srv := httptest.NewServer(w.instrument(mux))
 			defer srv.Close()

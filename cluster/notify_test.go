@@ -26,7 +26,9 @@ func drainSink(t *testing.T, c *net.UnixConn) []string {
 	var out []string
 	buf := make([]byte, 4096)
 	for {
-		c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if err := c.SetReadDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
 		n, err := c.Read(buf)
 		if err != nil {
 			return out

@@ -491,7 +491,7 @@ func (p *primary) startWorker(id int) *proc {
 		pr.reqLimit = m + p.rnd(max(m/10, 1)+1)
 	}
 	if a := p.opts.Recycle.MaxAge; a > 0 {
-		pr.ageLimit = a + time.Duration(p.rnd(uint64(max(a/10, 1))+1))
+		pr.ageLimit = a + time.Duration(p.rnd(uint64(max(a/10, 1))+1)) //nolint:gosec // G115: rnd(n) < n = a/10+1, which fits in a Duration
 	}
 	p.procs[pid] = pr
 	p.slot(id)

@@ -30,8 +30,8 @@ func pausedPrimary(t *testing.T, s store.Store) (remote store.Store, release cha
 		return serve(context.Background(), m, b)
 	}})
 	worker := ipc.NewConn(wc, serveHandler{})
-	go primary.Serve()
-	go worker.Serve()
+	go primary.Serve() //nolint:errcheck // ends with the connection when the test closes it
+	go worker.Serve()  //nolint:errcheck // ends with the connection when the test closes it
 	t.Cleanup(func() {
 		select {
 		case <-release:
@@ -123,8 +123,8 @@ func overIPCWith(t *testing.T, serve func(ctx context.Context, m string, b []byt
 	}
 	primary := ipc.NewConn(pc, serveHandler{serve: serve})
 	worker := ipc.NewConn(wc, serveHandler{})
-	go primary.Serve()
-	go worker.Serve()
+	go primary.Serve() //nolint:errcheck // ends with the connection when the test closes it
+	go worker.Serve()  //nolint:errcheck // ends with the connection when the test closes it
 	t.Cleanup(func() { worker.Close(); primary.Close(); <-worker.Done(); <-primary.Done() })
 	return store.NewRemote(worker)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -356,7 +357,7 @@ func TestMaxConnsKeepsConnectionsWaiting(t *testing.T) {
 			_ = third.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 			if _, err := third.br.ReadByte(); err == nil {
 				t.Fatal("a third connection was served while the only worker held --max-conns 2")
-			} else if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+			} else if ne := net.Error(nil); !errors.As(err, &ne) || !ne.Timeout() {
 				t.Fatalf("the third connection failed instead of waiting: %v", err)
 			}
 			a.c.Close()

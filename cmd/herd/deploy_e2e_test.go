@@ -33,9 +33,9 @@ func freshGet(url string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	io.Copy(io.Discard, resp.Body)
+	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	return resp.StatusCode, nil
+	return resp.StatusCode, err
 }
 
 // TestServeDrainDelayKeepsServingWithReadinessFailing sends SIGTERM to a
@@ -58,7 +58,7 @@ func TestServeDrainDelayKeepsServingWithReadinessFailing(t *testing.T) {
 		if err != nil {
 			t.Fatalf("/readyz during the drain delay: %v", err)
 		}
-		io.Copy(io.Discard, resp.Body)
+		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode == 503 {
 			notReady[resp.Header.Get("X-Worker-Id")] = true

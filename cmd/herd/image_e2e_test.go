@@ -56,7 +56,11 @@ func buildImage(t *testing.T) string {
 	if out, err := docker(t, "build", "-q", "-t", tag, ctxDir); err != nil {
 		t.Fatalf("docker build: %v\n%s", err, out)
 	}
-	t.Cleanup(func() { docker(t, "rmi", "-f", tag) })
+	t.Cleanup(func() {
+		if out, err := docker(t, "rmi", "-f", tag); err != nil {
+			t.Logf("docker rmi: %v\n%s", err, out)
+		}
+	})
 	return tag
 }
 
@@ -80,7 +84,9 @@ func TestImageRunsFromScratch(t *testing.T) {
 			logs, _ := docker(t, "logs", name)
 			t.Logf("container log:\n%s", logs)
 		}
-		docker(t, "rm", "-f", name)
+		if out, err := docker(t, "rm", "-f", name); err != nil {
+			t.Logf("docker rm: %v\n%s", err, out)
+		}
 	})
 	url := "http://127.0.0.1:" + strconv.Itoa(port)
 	herdtest.WaitUntil(t, 60*time.Second, "GET / from the container", func() bool {
@@ -153,9 +159,9 @@ func TestImageRunsFromScratch(t *testing.T) {
 		c := &http.Client{Timeout: 2 * time.Minute}
 		resp, err := c.Get(url + "/api/5000000000")
 		if err == nil {
-			io.Copy(io.Discard, resp.Body)
+			_, err = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode != 200 {
+			if err == nil && resp.StatusCode != 200 {
 				err = fmt.Errorf("status %d", resp.StatusCode)
 			}
 		}

@@ -54,7 +54,7 @@ func TestSeveralInstancesShareOneRedis(t *testing.T) {
 					err = json.NewDecoder(resp.Body).Decode(&body)
 					resp.Body.Close()
 					if err != nil || resp.StatusCode != 200 {
-						errs <- fmt.Errorf("POST %s/cluster/counter: %d %v", p.URL, resp.StatusCode, err)
+						errs <- fmt.Errorf("POST %s/cluster/counter: %d %v", p.URL, resp.StatusCode, err) //nolint:errorlint // err is nil when only the status is wrong
 						return
 					}
 					mu.Lock()

@@ -137,7 +137,7 @@ func loadRunConfig(args []string, lookupEnv func(string) (string, bool), dotenvP
 		return c, r.bad("stop-signal", "must be one of SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH")
 	}
 	c.ReadyProbe = strings.TrimSpace(v("ready-probe"))
-	if p := c.ReadyProbe; p != "" && p != "notify" && !(strings.HasPrefix(p, "http:/") && !strings.ContainsAny(p, " \t")) {
+	if p := c.ReadyProbe; p != "" && p != "notify" && (!strings.HasPrefix(p, "http:/") || strings.ContainsAny(p, " \t")) {
 		return c, r.bad("ready-probe", "must be empty, notify or http:/path (tcp cannot tell: herd's socket accepts connections before the program does)")
 	}
 	c.PIDFile = strings.TrimSpace(v("pid-file"))

@@ -28,7 +28,7 @@ type runExample struct {
 var (
 	gofdOnce sync.Once
 	gofdPath string
-	gofdErr  error
+	gofdErr  error //nolint:errname // the result of the one build, not a sentinel
 )
 
 // runExamples returns the three examples, building examples/gofd once. A
@@ -50,7 +50,7 @@ func runExamples(t *testing.T) []runExample {
 		cmd := exec.Command("go", "build", "-o", gofdPath, "./examples/gofd")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
-			gofdErr = fmt.Errorf("go build ./examples/gofd: %v\n%s", err, out)
+			gofdErr = fmt.Errorf("go build ./examples/gofd: %w\n%s", err, out)
 		}
 	})
 	if gofdErr != nil {

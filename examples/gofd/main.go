@@ -45,7 +45,9 @@ func main() {
 	})
 	mux.HandleFunc("GET /pid", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]int{"processid": pid})
+		if err := json.NewEncoder(w).Encode(map[string]int{"processid": pid}); err != nil {
+			fmt.Fprintf(os.Stderr, "gofd: writing /pid: %v\n", err)
+		}
 	})
 	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
 		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))

@@ -52,8 +52,8 @@ func Activated() (*net.TCPListener, string, error) {
 		names = strings.Split(namestr, ":")
 	}
 	pick := -1
-	switch {
-	case n == 1:
+	switch n {
+	case 1:
 		pick = 0
 	default:
 		for i, name := range names {
