@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -260,17 +259,8 @@ func (e *external) spawn(p *primary, id int) (int, handle, error) {
 		case <-done:
 		case <-time.After(time.Second):
 		}
-		ev := evExited{pid: pid, code: -1, output: tail.String()}
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-				ev.signal = ws.Signal().String()
-			} else {
-				ev.code = ee.ExitCode()
-			}
-		} else if err == nil {
-			ev.code = 0
-		}
+		ev := exitEvent(pid, err)
+		ev.output = tail.String()
 		p.send(ev)
 	}()
 	return pid, h, nil

@@ -124,17 +124,7 @@ func spawnProcess(p *primary, id int) (int, handle, error) {
 		case <-relayed:
 		case <-time.After(time.Second):
 		}
-		ev := evExited{pid: pid, code: -1}
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-				ev.signal = ws.Signal().String()
-			} else {
-				ev.code = ee.ExitCode()
-			}
-		} else if err == nil {
-			ev.code = 0
-		}
+		ev := exitEvent(pid, err)
 		p.send(ev)
 	}()
 	return pid, &procHandle{cmd: cmd, conn: conn, failed: func(err error) { p.send(evDrainFailed{pid, err}) }}, nil
@@ -324,4 +314,21 @@ func (p *primary) workerProcs() int {
 		return p.opts.WorkerGOMAXPROCS
 	}
 	return WorkerProcs(p.want)
+}
+
+// exitEvent describes how a worker process ended, from exec.Cmd.Wait's
+// error: its exit code, or the signal that killed it (code -1).
+func exitEvent(pid int, err error) evExited {
+	ev := evExited{pid: pid, code: -1}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			ev.signal = ws.Signal().String()
+		} else {
+			ev.code = ee.ExitCode()
+		}
+	} else if err == nil {
+		ev.code = 0
+	}
+	return ev
 }
