@@ -24,9 +24,11 @@ const runUsage = `usage: herd run [flags] -- COMMAND [ARGS...]
 Runs N copies of COMMAND, any program in any language, as supervised workers
 that all serve the one socket herd opened: restart with backoff, rolling
 reload (herd reload, SIGHUP), herd scale, herd status, graceful stop,
-recycling by memory and age. The program finds the socket as fd 3
-(LISTEN_FDS/LISTEN_FDNAMES/LISTEN_PID, EINHORN_FD_0, SERVER_STARTER_PORT,
-or {fd} in ARGS); a Node.js listen(PORT) on herd's port uses it by itself.
+recycling by memory and age, metrics and dashboard (--admin-addr; no
+per-request figures: herd does not see the program's requests). The
+program finds the socket as fd 3 (LISTEN_FDS/LISTEN_FDNAMES/LISTEN_PID,
+EINHORN_FD_0, SERVER_STARTER_PORT, or {fd} in ARGS); a Node.js
+listen(PORT) on herd's port uses it by itself.
 PORT holds the port. Flags override environment variables, which override
 a .env file in the working directory.
 
@@ -37,7 +39,7 @@ flags:
 // and its own.
 var runSettings = append(pickFrom(serveSettings,
 	"port", "host", "workers", "shutdown-timeout", "log-format", "ready-timeout",
-	"worker-timeout", "max-memory", "pid-file", "control-socket"),
+	"worker-timeout", "max-memory", "pid-file", "control-socket", "admin-addr", "admin-token"),
 	setting{flag: "stop-signal", env: "STOP_SIGNAL", def: "SIGTERM", usage: "signal that asks a worker to finish in-flight requests and exit (then SIGKILL of its process group after --shutdown-timeout)"},
 	setting{flag: "ready-probe", env: "READY_PROBE", def: "", usage: "when a worker is ready, besides READY=1 on NOTIFY_SOCKET: empty (alive for --ready-after), notify (READY=1 only) or http:/path (GET on the worker's private probe socket, fd 4)"},
 	setting{flag: "ready-after", env: "READY_AFTER", def: "1s", usage: "with no --ready-probe: a worker alive this long counts as ready (the weakest sign)"},
@@ -65,6 +67,8 @@ type runConfig struct {
 	MaxMemory       uint64
 	PIDFile         string
 	ControlSocket   string
+	AdminAddr       string // "": off (see parseAdminAddr)
+	AdminToken      string
 	StopSignal      syscall.Signal
 	ReadyProbe      string
 	ReadyAfter      time.Duration
@@ -142,6 +146,10 @@ func loadRunConfig(args []string, lookupEnv func(string) (string, bool), dotenvP
 	}
 	c.PIDFile = strings.TrimSpace(v("pid-file"))
 	c.ControlSocket = strings.TrimSpace(v("control-socket"))
+	if c.AdminAddr, err = parseAdminAddr(r, v("admin-addr")); err != nil {
+		return c, err
+	}
+	c.AdminToken = strings.TrimSpace(v("admin-token"))
 	return c, nil
 }
 
@@ -179,9 +187,14 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Recycle:         cluster.Recycle{MaxRSS: cfg.MaxMemory, MaxAge: cfg.MaxAge},
 		PIDFile:         cfg.PIDFile,
 		ControlSocket:   cfg.ControlSocket,
-		Logger:          log,
-		Args:            []string{"run"},
-		Balance:         cluster.BalanceShared, // the only policy a foreign program can take
+		// The same admin listener as herd serve's: metrics of worker state,
+		// restarts, RSS (sampled from /proc by the primary), workers and
+		// backlog, and the dashboard. Per-request figures stay empty: herd
+		// does not see a foreign program's requests.
+		Admin:   adminOptions(serveConfig{AdminAddr: cfg.AdminAddr, AdminToken: cfg.AdminToken}),
+		Logger:  log,
+		Args:    []string{"run"},
+		Balance: cluster.BalanceShared, // the only policy a foreign program can take
 		Exec: &cluster.Exec{
 			Path: path, Args: cfg.Command, StopSignal: cfg.StopSignal,
 			ReadyProbe: cfg.ReadyProbe, ReadyAfter: cfg.ReadyAfter,
