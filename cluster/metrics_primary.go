@@ -270,7 +270,9 @@ func (p *primary) metrics() Metrics {
 			wm.RSS += pr.hb.RSS
 			wm.HeapAlloc += pr.hb.HeapAlloc
 			wm.Goroutines += pr.hb.Goroutines
-			if pr.state != StateStarting && now.Sub(pr.lastBeat) > p.staleAfter() {
+			// A program under herd run that sends no WATCHDOG=1 has no
+			// heartbeat to miss: its figures are the primary's own samples.
+			if pr.state != StateStarting && pr.beating && now.Sub(pr.lastBeat) > p.staleAfter() {
 				wm.Stale = true
 			}
 			if wm.PID == 0 || pr.started.After(wm.Started) {

@@ -33,6 +33,7 @@ func TestRunAdminMetricsAndDashboard(t *testing.T) {
 	ex := exampleNamed(t, "gofd")
 	p := startRun(t, []string{"--ready-probe", ex.ready}, ex.cmd...)
 	p.WaitReady(60 * time.Second)
+	started := time.Now() // every worker is ready from here on
 	base := adminURL(t, p)
 
 	// RSS comes from the primary's own sampling, every heartbeat interval.
@@ -52,6 +53,14 @@ func TestRunAdminMetricsAndDashboard(t *testing.T) {
 	}
 	if n, ok := mfs.value("herd_listen_backlog_limit", nil); !ok || n <= 0 {
 		t.Errorf("herd_listen_backlog_limit = %v (present %v), want the socket's backlog", n, ok)
+	}
+
+	// A program that sends no heartbeat (no WATCHDOG=1) has none to miss:
+	// past the staleness bound (3 heartbeat intervals) it is not stale.
+	time.Sleep(time.Until(started.Add(4 * time.Second)))
+	mfs, _ = scrape(t, base)
+	if n, ok := mfs.value("herd_scrape_stale_workers", nil); !ok || n != 0 {
+		t.Errorf("herd_scrape_stale_workers = %v (present %v), want 0: herd run's workers send no heartbeats", n, ok)
 	}
 
 	// Requests to the program do not show: herd does not see them.
