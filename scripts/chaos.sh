@@ -42,11 +42,13 @@ echo "herd chaos, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -sm), $(nproc) cores
 echo
 echo "| scenario (test) | verdict | measured |"
 echo "|---|---|---|"
-# One row per test: its verdict and the "chaos: " lines it logged.
-grep -E -- '^(=== RUN|--- (PASS|FAIL|SKIP):|    [a-z0-9_]+_test\.go:[0-9]+: chaos: )' "$out" | awk '
-	/^=== RUN/ { next }
-	/chaos: / { sub(/.*chaos: /, ""); gsub(/\|/, "/"); m = (m == "" ? $0 : m "; " $0); next }
-	/^--- / { v = ($2 == "PASS:" ? "ok" : ($2 == "SKIP:" ? "skipped" : "FAILED")); printf "| %s | %s | %s |\n", $3, v, m; m = "" }
+# One row per test: its verdict and the "chaos: " lines it logged. Tests
+# may run in parallel, so a line belongs to the test named by the last
+# "=== RUN/CONT/NAME" header before it (a subtest's lines to its parent).
+grep -E -- '^(=== (RUN|CONT|NAME) |--- (PASS|FAIL|SKIP):|    [a-z0-9_]+_test\.go:[0-9]+: chaos: )' "$out" | awk '
+	/^=== / { cur = $3; sub(/\/.*/, "", cur); next }
+	/chaos: / { sub(/.*chaos: /, ""); gsub(/\|/, "/"); m[cur] = (m[cur] == "" ? $0 : m[cur] "; " $0); next }
+	/^--- / { v = ($2 == "PASS:" ? "ok" : ($2 == "SKIP:" ? "skipped" : "FAILED")); printf "| %s | %s | %s |\n", $3, v, m[$3]; delete m[$3] }
 '
 for t in $(grep -o -- '    --- [A-Z]*: TestUnusable[A-Za-z0-9_/-]*' "$out" | awk '{print $2 $3}'); do
 	case $t in PASS:*) v=ok ;; *) v=FAILED ;; esac
