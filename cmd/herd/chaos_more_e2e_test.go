@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -114,6 +115,15 @@ func TestSlowlorisDoesNotStopHealthz(t *testing.T) {
 // stays ready.
 func TestFiveThousandIdleConnections(t *testing.T) {
 	const idle = 5000
+	// This process holds 5,000 descriptors, and herd's workers as many
+	// between them (Go raises the soft limit to the hard one in both).
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	if rl.Cur < 2*idle+100 {
+		t.Skipf("the descriptor limit is %d, below the %d this test needs (raise ulimit -n)", rl.Cur, 2*idle+100)
+	}
 	p := herdtest.Start(t, herdtest.Options{}, "serve", "--workers", "2")
 	p.WaitReady(30 * time.Second)
 	conns := make([]*rawConn, idle)
