@@ -180,6 +180,7 @@ func TestFullDiskAnswers507(t *testing.T) {
 	if code != http.StatusInsufficientStorage {
 		t.Fatalf("POST on a full disk = %d %s, want 507", code, body)
 	}
+	full := bytes.TrimSpace(body)
 	if msg := jsonField(t, body, "error"); !strings.Contains(msg, "out of space") {
 		t.Errorf("507 error %s does not say the store is out of space", msg)
 	}
@@ -202,4 +203,5 @@ func TestFullDiskAnswers507(t *testing.T) {
 	if code, _, b := request(t, "POST", p.URL+"/cluster/shared-state", fmt.Sprintf(big, 99), nil); code != 200 {
 		t.Errorf("POST once space is freed = %d %s, want 200", code, b)
 	}
+	t.Logf("chaos: full disk (8 MB tmpfs, --state-file): a write answered 507 %s; GET and DELETE answered on the full disk; writes 200 again once space was freed", full)
 }

@@ -220,6 +220,7 @@ func TestReloadsUnderLoadDropNothing(t *testing.T) {
 	p.WaitReady(30 * time.Second)
 	l := startLoad(t, p.URL+"/pid", 50)
 	l.waitRequests(t, p, 200)
+	storm := time.Now()
 	for i := range 10 {
 		before := readyPIDs(status(t, p))
 		if i%2 == 0 {
@@ -243,6 +244,8 @@ func TestReloadsUnderLoadDropNothing(t *testing.T) {
 		l.waitRequests(t, p, 100)
 	}
 	l.finish(t)
+	t.Logf("chaos: reload storm: 10 rolling reloads (5 herd reload, 5 SIGHUP) of 2 workers under 50 keep-alive clients in %v; %d requests ok, %d failed",
+		time.Since(storm).Round(time.Millisecond), l.ok.Load(), l.failed.Load())
 }
 
 func TestScaleUnderLoadDropsNothing(t *testing.T) {
@@ -250,6 +253,7 @@ func TestScaleUnderLoadDropsNothing(t *testing.T) {
 	p.WaitReady(30 * time.Second)
 	l := startLoad(t, p.URL+"/pid", 50)
 	l.waitRequests(t, p, 200)
+	storm := time.Now()
 	for _, n := range []int{1, 4} {
 		code, out := herdCmd(t, p, "scale", strconv.Itoa(n))
 		if code != 0 {
@@ -270,6 +274,8 @@ func TestScaleUnderLoadDropsNothing(t *testing.T) {
 	p.Eventually(30*time.Second, "4 ready workers after SIGTTIN", func() bool { return len(readyPIDs(status(t, p))) == 4 })
 	l.waitRequests(t, p, 100)
 	l.finish(t)
+	t.Logf("chaos: scale storm: 4→1→4 workers (herd scale), then 4→3→4 (SIGTTOU, SIGTTIN), under 50 keep-alive clients in %v; %d requests ok, %d failed",
+		time.Since(storm).Round(time.Millisecond), l.ok.Load(), l.failed.Load())
 }
 
 func TestRecyclingByMaxRequestsDropsNothing(t *testing.T) {
@@ -374,6 +380,7 @@ func TestUpgradesUnderLoadDropNothingAndPIDFileFollows(t *testing.T) {
 	l := startLoad(t, p.URL+"/pid", 50)
 	l.waitRequests(t, p, 200)
 	primary := p.Cmd.Process.Pid
+	storm := time.Now()
 	for i := range 2 {
 		herdtest.Deploy(t, herdtest.Binary(t), bin) // a new build arrives on disk
 		code, out := herdCmd(t, p, "upgrade")
@@ -395,6 +402,8 @@ func TestUpgradesUnderLoadDropNothingAndPIDFileFollows(t *testing.T) {
 		t.Errorf("the first primary exited with %d after handing over, want 0", code)
 	}
 	l.finish(t)
+	t.Logf("chaos: upgrade storm: 2 binary upgrades (new primary, new workers) under 50 keep-alive clients in %v; %d requests ok, %d failed",
+		time.Since(storm).Round(time.Millisecond), l.ok.Load(), l.failed.Load())
 	code, out := herdCmd(t, p, "stop")
 	if code != 0 {
 		t.Fatalf("herd stop after upgrades: exit %d: %s", code, out)
@@ -557,6 +566,8 @@ func TestHungWorkerIsReplaced(t *testing.T) {
 		t.Errorf("%d more requests failed after the hung worker was replaced, want 0; first errors: %q", got-failed, l.errs)
 	}
 	t.Logf("load: %d requests succeeded, %d failed", l.ok.Load(), l.failed.Load())
+	t.Logf("chaos: SIGSTOP worker: worker 2 served %d+ requests while worker 1 was stopped; the stopped one killed after --worker-timeout 5s and replaced; %d requests failed (at most 1 per connection it held: %d); load %d ok",
+		during, failed, hung, l.ok.Load())
 }
 
 func TestControlCommandsWithoutAPrimary(t *testing.T) {
