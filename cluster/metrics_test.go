@@ -53,6 +53,11 @@ func TestInstrumentCountsRoutesClassesAndLatency(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Read to the end: the response ends only after the handler, and
+		// so its instrumentation, returned (/flush sends its headers early).
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+			t.Fatal(err)
+		}
 		resp.Body.Close()
 	}
 	f := w.metrics.figures()
