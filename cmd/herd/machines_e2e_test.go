@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
@@ -43,22 +42,13 @@ func TestSeveralInstancesShareOneRedis(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for range perClient {
-					resp, err := client.Post(p.URL+"/cluster/counter", "application/json", nil)
+					counter, _, err := postCounter(client, p.URL)
 					if err != nil {
 						errs <- err
 						return
 					}
-					var body struct {
-						Counter int `json:"counter"`
-					}
-					err = json.NewDecoder(resp.Body).Decode(&body)
-					resp.Body.Close()
-					if err != nil || resp.StatusCode != 200 {
-						errs <- fmt.Errorf("POST %s/cluster/counter: %d %v", p.URL, resp.StatusCode, err) //nolint:errorlint // err is nil when only the status is wrong
-						return
-					}
 					mu.Lock()
-					values = append(values, body.Counter)
+					values = append(values, counter)
 					servedBy[p.URL]++
 					mu.Unlock()
 				}

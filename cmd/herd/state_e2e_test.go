@@ -47,23 +47,14 @@ func TestCounterIsExactAcrossWorkersOnEveryBackend(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					for range perClient {
-						resp, err := client.Post(p.URL+"/cluster/counter", "application/json", nil)
+						counter, pid, err := postCounter(client, p.URL)
 						if err != nil {
 							errs <- err
 							return
 						}
-						var body struct {
-							Counter int `json:"counter"`
-						}
-						err = json.NewDecoder(resp.Body).Decode(&body)
-						resp.Body.Close()
-						if err != nil || resp.StatusCode != 200 {
-							errs <- fmt.Errorf("POST /cluster/counter: %d %v", resp.StatusCode, err) //nolint:errorlint // err is nil when only the status is wrong
-							return
-						}
 						mu.Lock()
-						values = append(values, body.Counter)
-						workers[resp.Header.Get("X-Worker-Pid")] = true
+						values = append(values, counter)
+						workers[pid] = true
 						mu.Unlock()
 					}
 				}()
@@ -295,4 +286,22 @@ func TestBadStoreSettingsExit2(t *testing.T) {
 			t.Errorf("%s: the password appears in the error: %q", name, out)
 		}
 	}
+}
+
+// postCounter sends one POST /cluster/counter and returns the counter it
+// answered and the pid of the worker that answered.
+func postCounter(client *http.Client, base string) (counter int, pid string, err error) {
+	resp, err := client.Post(base+"/cluster/counter", "application/json", nil)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Counter int `json:"counter"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return 0, "", fmt.Errorf("POST %s/cluster/counter: %d %v", base, resp.StatusCode, err) //nolint:errorlint // err is nil when only the status is wrong
+	}
+	return body.Counter, resp.Header.Get("X-Worker-Pid"), nil
 }
