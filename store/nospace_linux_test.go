@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/herd-go/herd/internal/tmpfs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -13,26 +14,6 @@ import (
 
 	"github.com/herd-go/herd/store"
 )
-
-// mountTmpfs mounts a tmpfs of size bytes on a fresh directory and
-// unmounts it when the test ends: a real filesystem that really fills up.
-// It needs root (CAP_SYS_ADMIN); other users get a skip that says so.
-func mountTmpfs(t *testing.T, size int) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("a full-disk test mounts a small tmpfs, which needs root: run the tests as root to run it")
-	}
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
-		t.Fatalf("mount a %d-byte tmpfs on %s: %v", size, dir, err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
 
 // fillDisk writes a file in dir until the filesystem has no space left and
 // returns its path: removing it frees the space again.
@@ -60,7 +41,7 @@ func fillDisk(t *testing.T, dir string) string {
 // ErrNoSpace, not a generic error; reads and deletes go on working; once
 // space is freed, writes work again.
 func TestBoltFullDiskOverIPC(t *testing.T) {
-	dir := mountTmpfs(t, 4<<20)
+	dir := tmpfs.Mount(t, 4<<20)
 	primary, err := store.OpenBolt(filepath.Join(dir, "state.db"), store.BoltOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/herd-go/herd/internal/tmpfs"
 	"io"
 	"net/http"
 	"os"
@@ -117,31 +118,12 @@ func TestPausedPrimaryWriteIsUnknownAndARetryWithTheKeyCountsOnce(t *testing.T) 
 	}
 }
 
-// mountTmpfs mounts a tmpfs of size bytes on a fresh directory, unmounted
-// when the test ends: a disk that really fills up. It needs root.
-func mountTmpfs(t *testing.T, size int) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("the full-disk test mounts a small tmpfs, which needs root: run the tests as root to run it")
-	}
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
-		t.Fatalf("mount a %d-byte tmpfs on %s: %v", size, dir, err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
 // TestFullDiskAnswers507 runs herd with its state file on a small tmpfs
 // and fills it: writes answer 507 with a JSON error saying the store is
 // out of space, reads and deletes go on working, and writes work again
 // once space is freed.
 func TestFullDiskAnswers507(t *testing.T) {
-	dir := mountTmpfs(t, 8<<20)
+	dir := tmpfs.Mount(t, 8<<20)
 	p := herdtest.Start(t, herdtest.Options{}, "serve", "--workers", "2", "--state-file", filepath.Join(dir, "state.db"))
 	p.WaitReady(30 * time.Second)
 	// Keys to read and delete later, and pages freed by overwrites, which
