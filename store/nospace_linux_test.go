@@ -5,13 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/herd-go/herd/internal/tmpfs"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/herd-go/herd/internal/tmpfs"
 	"github.com/herd-go/herd/store"
 )
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/herd-go/herd/internal/tmpfs"
 	"io"
 	"net/http"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/herd-go/herd/internal/herdtest"
+	"github.com/herd-go/herd/internal/tmpfs"
 )
 
 // request sends one request with headers and returns status, headers and
