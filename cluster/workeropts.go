@@ -9,7 +9,8 @@ import (
 
 // envWorkerOptions carries to each worker the Options that decide how a
 // worker behaves on its own (how long it drains when sent SIGTERM alone,
-// its connection cap, its heartbeat period), as the primary was given them.
+// its connection cap, its heartbeat period, whether it counts per-request
+// figures), as the primary was given them.
 // A worker's own Options are overridden by them, so a program whose workers
 // read no configuration (herd's workers take theirs from the primary over
 // IPC, so no secret is on their command line) still drains and caps as its
@@ -22,6 +23,7 @@ func (o Options) workerOptionsEnv() string {
 		"shutdown-timeout=" + o.ShutdownTimeout.String(),
 		"heartbeat=" + o.HeartbeatInterval.String(),
 		"max-conns=" + strconv.Itoa(o.MaxConns),
+		"request-metrics=" + strconv.FormatBool(!o.DisableRequestMetrics),
 	}, " ")
 }
 
@@ -43,6 +45,10 @@ func (o *Options) applyWorkerOptions(s string) {
 		case "max-conns":
 			if n, err := strconv.Atoi(v); err == nil && n >= 0 {
 				o.MaxConns = n
+			}
+		case "request-metrics":
+			if b, err := strconv.ParseBool(v); err == nil {
+				o.DisableRequestMetrics = !b
 			}
 		}
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -27,6 +28,22 @@ func parseAdminAddr(r resolved, v string) (string, error) {
 		return "", r.bad("admin-addr", "the host must be an IP address or localhost")
 	}
 	return a, nil
+}
+
+// parseMetrics reads --metrics. Off, there is nothing for the admin
+// listener to show, so it is off too; an admin address the user asked for
+// alongside --metrics false is a contradiction, reported rather than
+// silently dropped.
+func parseMetrics(r resolved, adminAddr string) (bool, error) {
+	on, err := parseBool(r.setting("metrics"), r.get("metrics"))
+	if err != nil || on {
+		return on, err
+	}
+	if a := r.get("admin-addr"); a.kind != fromDefault && adminAddr != "" {
+		name, from := r.get("metrics").origin(r.setting("metrics"))
+		return false, badSetting(r.setting("admin-addr"), a, fmt.Sprintf("the admin listener serves the metrics, which %s %q%s turns off: drop it or set it to off", name, r.get("metrics").s, from))
+	}
+	return false, nil
 }
 
 // adminOptions configures the primary's admin listener.

@@ -43,6 +43,7 @@ var serveSettings = []setting{
 	{flag: "max-conns", env: "MAX_CONNS", def: "0", usage: "open connections per worker at most; more wait in the queue (0: no cap)"},
 	{flag: "admin-addr", env: "ADMIN_ADDR", def: "auto", usage: "admin HTTP listener (metrics, dashboard): host:port, auto (127.0.0.1:PORT+6300) or off"},
 	{flag: "admin-token", env: "ADMIN_TOKEN", def: "", usage: "token for the dashboard's actions (empty: generated into a file next to the control socket)"},
+	{flag: "metrics", env: "METRICS", def: "true", usage: "count per-request figures in the workers and serve /metrics and the dashboard; false: neither (herd status still works)", bool: true},
 	{flag: "drain-delay", env: "DRAIN_DELAY", def: "0s", usage: "on SIGTERM, fail /readyz and keep serving this long before draining (5s behind a Kubernetes Service)"},
 }
 
@@ -84,6 +85,7 @@ type serveConfig struct {
 	AdminAddr       string // "": off (admin.go)
 	AdminToken      string
 	DrainDelay      time.Duration
+	Metrics         bool // false: no per-request figures, no admin listener (admin.go)
 
 	// from says where each setting came from, for messages; the primary
 	// keeps it (workers get no messages to write about settings).
@@ -427,6 +429,12 @@ func loadServeConfig(args []string, src sources) (serveConfig, []string, error) 
 		return c, nil, err
 	}
 	c.AdminToken = strings.TrimSpace(v("admin-token"))
+	if c.Metrics, err = parseMetrics(r, c.AdminAddr); err != nil {
+		return c, nil, err
+	}
+	if !c.Metrics {
+		c.AdminAddr = ""
+	}
 	if c.DrainDelay, err = parseDrainDelay(r, v("drain-delay")); err != nil {
 		return c, nil, err
 	}

@@ -61,6 +61,8 @@ func TestServeConfigDefaults(t *testing.T) {
 		{"enable-crash-endpoint", c.EnableCrash, false},
 		{"balance", c.Balance, "least-conn"},
 		{"max-conns", c.MaxConns, 0},
+		{"metrics", c.Metrics, true},
+		{"admin-addr", c.AdminAddr, cluster.AdminAuto},
 	} {
 		if f.got != f.want {
 			t.Errorf("default %s = %v, want %v", f.name, f.got, f.want)
@@ -94,6 +96,8 @@ func TestServeConfigPrecedence(t *testing.T) {
 			func(c serveConfig) any { return c.LogFormat }, "json", "text", "json"},
 		{"ENABLE_CRASH_ENDPOINT", "--enable-crash-endpoint=true", "true", "false", "",
 			func(c serveConfig) any { return c.EnableCrash }, true, false, true},
+		{"METRICS", "--metrics=false", "false", "true", "",
+			func(c serveConfig) any { return c.Metrics }, false, true, false},
 	} {
 		t.Run(tc.env, func(t *testing.T) {
 			dot := writeDotenv(t, tc.env+"="+tc.dotenv+"\n")
@@ -321,6 +325,11 @@ func TestServeConfigBadValues(t *testing.T) {
 		{"balance round-robin", []string{"--balance", "round-robin"}, nil, "", []string{`--balance "round-robin"`, "least-conn, shared or sticky"}, nil},
 		{"BALANCE empty", nil, map[string]string{"BALANCE": ""}, "", []string{`BALANCE "" ` + fromEnv, "least-conn, shared or sticky"}, nil},
 		{"max-conns -1", []string{"--max-conns", "-1"}, nil, "", []string{`--max-conns "-1"`, "whole number"}, nil},
+		{"METRICS maybe", nil, map[string]string{"METRICS": "maybe"}, "", []string{`METRICS "maybe" ` + fromEnv, boolA}, nil},
+		{"metrics off with an admin address", []string{"--metrics=false", "--admin-addr", "127.0.0.1:9300"}, nil, "",
+			[]string{`invalid --admin-addr "127.0.0.1:9300"`, `--metrics "false" turns off`}, nil},
+		{"METRICS=false in .env with ADMIN_ADDR auto", nil, map[string]string{"ADMIN_ADDR": "auto"}, "METRICS=false\n",
+			[]string{`ADMIN_ADDR "auto" ` + fromEnv, `METRICS "false" (from .env line 1) turns off`}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := loadServeConfig(tc.args, sources{envMap(tc.env), writeDotenv(t, tc.dotenv)})
@@ -505,5 +514,28 @@ func TestCommandsNameTheSourceOfABadPort(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("healthcheck: args %q env %v .env %q: err = %v, want %q", tc.args, tc.env, tc.dotenv, err, tc.want)
 		}
+	}
+}
+
+// TestServeConfigMetricsOff: --metrics false turns the admin listener off
+// with it, unless the user asked for one too (an error above), and
+// --admin-addr off is no contradiction.
+func TestServeConfigMetricsOff(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+	}{
+		{[]string{"--metrics=false"}, nil},
+		{nil, map[string]string{"METRICS": "0"}},
+		{[]string{"--metrics=false", "--admin-addr", "off"}, nil},
+		{nil, map[string]string{"METRICS": "false", "ADMIN_ADDR": "off"}},
+	} {
+		c := mustLoad(t, tc.args, tc.env, noDotenv(t))
+		if c.Metrics || c.AdminAddr != "" {
+			t.Errorf("args %q env %v: metrics %v, admin address %q; want off and none", tc.args, tc.env, c.Metrics, c.AdminAddr)
+		}
+	}
+	if c := mustLoad(t, []string{"--metrics"}, map[string]string{"METRICS": "false"}, noDotenv(t)); !c.Metrics || c.AdminAddr != cluster.AdminAuto {
+		t.Errorf("--metrics over METRICS=false: metrics %v, admin address %q; want on and auto", c.Metrics, c.AdminAddr)
 	}
 }

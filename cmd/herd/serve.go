@@ -66,6 +66,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		Logger:           log,
 		Admin:            adminOptions(cfg),
 		DrainDelay:       cfg.DrainDelay,
+		// Off, workers skip the per-request instrumentation (the library
+		// passes this to them); requests are still counted for recycling.
+		DisableRequestMetrics: !cfg.Metrics,
 		// Workers get no arguments and none of herd's settings in their
 		// environment: a password given by flag or REDIS_URL would be
 		// readable in /proc by every local user, and a worker that parsed

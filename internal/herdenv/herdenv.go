@@ -21,6 +21,7 @@ var Names = []string{
 	"STOP_SIGNAL", "READY_PROBE", "READY_AFTER", "MAX_AGE", "HERD_EXEC_HELPER", "HERD_EXEC_ARGV", "HERD_RUN_WORKER",
 	"HERD_WORKER_ID", "HERD_WORKER_OPTIONS", "HERD_UPGRADE_FROM", "LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID",
 	"GOMAXPROCS",
+	"METRICS",
 }
 
 // Clean returns environ ("KEY=value" entries, as os.Environ returns them)
