@@ -130,7 +130,9 @@ type Options struct {
 
 	// DisableRequestMetrics turns off the per-request figures workers
 	// count and send in their heartbeats (route, status class, latency,
-	// in-flight); requests are still counted. Default: counted.
+	// in-flight); requests are still counted. Default: counted. The
+	// primary passes it to its workers, whose own Options cannot turn the
+	// figures back on (or off).
 	DisableRequestMetrics bool
 
 	// Admin configures the primary's admin HTTP listener (metrics,

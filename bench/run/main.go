@@ -44,6 +44,10 @@ type config struct {
 	Balance     bool // also run the balancing section
 	BalanceOnly bool // run only the balancing section
 	Bal         balanceConfig
+
+	Metrics     bool // also run the metrics section (metrics.go)
+	MetricsOnly bool // run only the metrics section
+	Met         metricsConfig
 }
 
 func main() {
@@ -68,8 +72,12 @@ func main() {
 	flag.DurationVar(&cfg.Bal.Duration, "balance-d", 2*time.Second, "balancing: duration of each throughput and churn run")
 	flag.IntVar(&cfg.Bal.Idle, "balance-idle", 5000, "balancing: idle keep-alive connections in the idle case")
 	flag.IntVar(&cfg.Bal.Churn, "balance-churn", 50, "balancing: clients of the new-connection-per-request load")
+	flag.BoolVar(&cfg.Metrics, "metrics", true, "also run the metrics section (metrics on against off; scrapes after many recycles)")
+	flag.BoolVar(&cfg.MetricsOnly, "metrics-only", false, "run only the metrics section; with -out, replace that section of the file")
+	defineMetricsFlags(&cfg.Met)
 	flag.Parse()
 	if cfg.Quick {
+		cfg.Met = quickMetrics
 		cfg.Bal = balanceConfig{Rounds: 1, Trials: 2, Duration: time.Second, Idle: 500, Churn: 20}
 		cfg.Rounds, cfg.Duration, cfg.Warmup, cfg.Singles, cfg.Settle = 1, time.Second, 500*time.Millisecond, 5, 3*time.Second
 	}
@@ -201,6 +209,13 @@ func run(ctx context.Context, cfg config) error {
 		return fmt.Errorf("go build: %w", err)
 	}
 
+	if cfg.MetricsOnly {
+		report, err := runMetrics(ctx, cfg, cfg.Met, bin, work)
+		if err != nil {
+			return err
+		}
+		return writeMetricsReport(cfg, report)
+	}
 	if cfg.BalanceOnly {
 		report, err := runBalance(ctx, cfg, cfg.Bal, bin, work)
 		if err != nil {
@@ -232,6 +247,13 @@ func run(ctx context.Context, cfg config) error {
 			return err
 		}
 		report += "\n" + bal
+	}
+	if cfg.Metrics {
+		met, err := runMetrics(ctx, cfg, cfg.Met, bin, work)
+		if err != nil {
+			return err
+		}
+		report += "\n" + met
 	}
 	return writeReport(cfg, report)
 }
