@@ -340,8 +340,8 @@ func scrapeCase(ctx context.Context, mc metricsConfig, bin, dir string) (d scrap
 	defer scraper.CloseIdleConnections()
 	pid := s.cmd.Process.Pid
 	recycled := func() (int, error) {
-		_, fam, err := scrapeOnce(ctx, scraper, metricsURL)
-		return fam, err
+		n, _, err := scrapeOnce(ctx, scraper, metricsURL)
+		return n, err
 	}
 
 	if d.Start, err = settledMem(ctx, mc.Settle, pid, recycled); err != nil {
@@ -435,17 +435,18 @@ func readMem(pid int) (memFigures, error) {
 	return m, nil
 }
 
-// scrapeOnce GETs /metrics and returns its size and the recycles it
-// counts (herd_worker_restarts_total with reason recycled-requests).
-func scrapeOnce(ctx context.Context, c *http.Client, url string) (int, int, error) {
-	body, _, err := fetchMetrics(ctx, c, url)
+// scrapeOnce GETs /metrics and returns the recycles it counts
+// (herd_worker_restarts_total with reason recycled-requests) and how long
+// the answer took (not counting the parsing here).
+func scrapeOnce(ctx context.Context, c *http.Client, url string) (int, time.Duration, error) {
+	body, took, err := fetchMetrics(ctx, c, url)
 	if err != nil {
-		return 0, 0, err
+		return 0, took, err
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
 	if err != nil {
-		return 0, 0, fmt.Errorf("parsing /metrics: %w", err)
+		return 0, took, fmt.Errorf("parsing /metrics: %w", err)
 	}
 	var n float64
 	if f := fams["herd_worker_restarts_total"]; f != nil {
@@ -457,7 +458,7 @@ func scrapeOnce(ctx context.Context, c *http.Client, url string) (int, int, erro
 			}
 		}
 	}
-	return len(body), int(n), nil
+	return int(n), took, nil
 }
 
 // fetchMetrics GETs url and returns the body and how long the whole
@@ -574,9 +575,9 @@ func figuresOf(took []time.Duration, size, series, failed int) scrapeFigures {
 func recycleTo(ctx context.Context, addr string, scraper *http.Client, url string, clients, target int, deadline time.Time,
 	pid, total int, series *[]memFigures) (int, int64, int64, []time.Duration, error) {
 	lctx, stop := context.WithCancel(ctx)
-	defer stop()
 	var ok, failed atomic.Int64
 	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait() }() // on every return: no client outlives the call
 	for range clients {
 		wg.Add(1)
 		go func() {
@@ -596,7 +597,6 @@ func recycleTo(ctx context.Context, addr string, scraper *http.Client, url strin
 			}
 		}()
 	}
-	defer wg.Wait()
 	var polls []time.Duration
 	step := max(total/10, 1)
 	next := step
@@ -609,9 +609,8 @@ func recycleTo(ctx context.Context, addr string, scraper *http.Client, url strin
 			return 0, ok.Load(), failed.Load(), polls, ctx.Err()
 		case <-time.After(time.Second):
 		}
-		t0 := time.Now()
-		_, n, err := scrapeOnce(ctx, scraper, url)
-		polls = append(polls, time.Since(t0))
+		n, took, err := scrapeOnce(ctx, scraper, url)
+		polls = append(polls, took)
 		if err != nil {
 			return 0, ok.Load(), failed.Load(), polls, err
 		}
