@@ -47,7 +47,7 @@ func TestMetricsOff(t *testing.T) {
 		}
 		ws := workersFigures(t, p, workers, 1)
 		for _, w := range ws {
-			routes, hist := len(w.Figures.Routes), w.Figures.Latency.Count()
+			routes, hist := len(w.Routes), w.Latency.Count()
 			if on && (routes == 0 || hist == 0) {
 				t.Errorf("metrics on: worker %d served %d requests but reports %d routes and %d latencies", w.ID, w.Requests, routes, hist)
 			}
