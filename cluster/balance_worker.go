@@ -164,12 +164,14 @@ func (l *passedListener) receive() error {
 	}
 	seq := binary.BigEndian.Uint64(l.buf[:8])
 	count := int(binary.BigEndian.Uint32(l.buf[8:batchLen]))
-	if flags&syscall.MSG_CTRUNC != 0 || len(fds) != count {
-		// Out of descriptors: the kernel dropped what did not fit.
+	if len(fds) > count {
 		closeAll(fds)
-		l.stats.fail(fmt.Errorf("cluster: receiving a connection: %w", syscall.EMFILE))
-		l.send(recNack, seq, count)
 		return nil
+	}
+	if flags&syscall.MSG_CTRUNC != 0 || len(fds) < count {
+		// Out of descriptors: the kernel installed the first ones that
+		// fit and dropped the rest, which are refused below.
+		l.stats.fail(fmt.Errorf("cluster: receiving a connection: %w", syscall.EMFILE))
 	}
 	took := 0
 	for i, fd := range fds {
