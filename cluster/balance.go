@@ -144,6 +144,9 @@ type dispatcher struct {
 	seq     uint64
 	turn    int // rotates ties
 	closed  bool
+	// acceptFile is the accept loop's pollable duplicate of the listening
+	// socket; close sets its deadline to wake the loop.
+	acceptFile *os.File
 }
 
 func newDispatcher(ln *net.TCPListener, policy Balance, maxConns int, log *slog.Logger) *dispatcher {
@@ -235,6 +238,9 @@ func (d *dispatcher) close() {
 	d.mu.Lock()
 	d.closed = true
 	d.stopped.Store(true)
+	if d.acceptFile != nil {
+		_ = d.acceptFile.SetReadDeadline(time.Now()) // wakes the accept loop
+	}
 	d.cond.Broadcast()
 	d.mu.Unlock()
 }
@@ -265,7 +271,13 @@ func (d *dispatcher) wait(t time.Duration) {
 // per worker, for several connections.
 func (d *dispatcher) run() {
 	defer close(d.doneC)
-	rc, err := d.ln.SyscallConn()
+	f, err := d.pollable()
+	if err != nil {
+		d.log.Error("balance: cannot accept", "err", err)
+		return
+	}
+	defer f.Close()
+	rc, err := f.SyscallConn()
 	if err != nil {
 		d.log.Error("balance: cannot accept", "err", err)
 		return
@@ -312,62 +324,76 @@ func (d *dispatcher) run() {
 	}
 }
 
-// acceptPoll bounds how long the accept loop waits in poll(2) before it
-// looks at d.stopped again.
-const acceptPoll = 100 * time.Millisecond
+// pollable returns a duplicate of the listening socket as a file the
+// runtime's poller waits on (a TCPListener's RawConn cannot wait for
+// readability, and a net.TCPConn per connection would cost the primary an
+// epoll registration it does not need), and arranges for close to wake
+// the accept loop. Closing it leaves the listening socket open.
+func (d *dispatcher) pollable() (*os.File, error) {
+	lrc, err := d.ln.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("cluster: accept: %w", err)
+	}
+	nfd := -1
+	var derr error
+	if err := lrc.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return nil, fmt.Errorf("cluster: accept: %w", err)
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("cluster: accept: dup: %w", derr)
+	}
+	f := os.NewFile(uintptr(nfd), "herd-accept") // non-blocking, as the listener: pollable
+	d.mu.Lock()
+	d.acceptFile = f
+	stopped := d.closed
+	d.mu.Unlock()
+	if stopped {
+		_ = f.SetReadDeadline(time.Now())
+	}
+	return f, nil
+}
 
 // accept appends to cs the connections waiting on the listening socket, at
-// least one and at most max, waiting for the first in poll(2) on this
-// goroutine's thread: a TCPListener's RawConn cannot wait for readability,
-// and a net.TCPConn per connection would cost the primary an epoll
-// registration it does not need. An error comes only with no connection.
+// least one and at most max, parking in the runtime's poller until the
+// first arrives. An error comes only with no connection.
 func (d *dispatcher) accept(rc syscall.RawConn, cs []passedConn, max int) ([]passedConn, error) {
 	var aerr error
-	for {
-		if err := rc.Control(func(fd uintptr) {
-			for {
-				if d.stopped.Load() {
-					aerr = syscall.EAGAIN // leave it in the queue
-					return
-				}
-				nfd, sa, err := accept4(int(fd))
-				if err == nil {
-					cs = append(cs, passedConn{fd: nfd, ip: sockaddrIP(sa)})
-					if len(cs) >= max {
-						return
-					}
-					continue
-				}
-				if errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.ECONNABORTED) {
-					continue
-				}
-				if len(cs) > 0 {
-					return // an error comes back on the next call
-				}
-				aerr = err
-				if !errors.Is(err, syscall.EAGAIN) {
-					return
-				}
-				pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}} //nolint:gosec // G115: a file descriptor, which the kernel keeps below 2^31 (an int in C)
-				_, _ = unix.Poll(pfd, int(acceptPoll/time.Millisecond))
-				if pfd[0].Revents == 0 {
-					return // timed out: the caller looks at d.stopped
-				}
-			}
-		}); err != nil {
-			return cs, fmt.Errorf("cluster: accept: %w", err)
-		}
-		if len(cs) > 0 {
-			return cs, nil
-		}
-		if errors.Is(aerr, syscall.EAGAIN) {
+	err := rc.Read(func(fd uintptr) bool {
+		for {
 			if d.stopped.Load() {
-				return cs, net.ErrClosed
+				aerr = net.ErrClosed // what waits stays in the queue
+				return true
 			}
-			continue
+			nfd, sa, err := accept4(int(fd))
+			switch {
+			case err == nil:
+				cs = append(cs, passedConn{fd: nfd, ip: sockaddrIP(sa)})
+				if len(cs) >= max {
+					return true
+				}
+			case errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.ECONNABORTED):
+			case errors.Is(err, syscall.EAGAIN):
+				return len(cs) > 0 // none yet: wait in the poller
+			default:
+				if len(cs) == 0 {
+					aerr = err // else it comes back on the next call
+				}
+				return true
+			}
 		}
-		return cs, fmt.Errorf("cluster: accept: %w", aerr)
+	})
+	if len(cs) > 0 {
+		return cs, nil
 	}
+	if aerr == nil {
+		aerr = err
+	}
+	if d.stopped.Load() {
+		return cs, net.ErrClosed
+	}
+	return cs, fmt.Errorf("cluster: accept: %w", aerr)
 }
 
 func sockaddrIP(sa syscall.Sockaddr) string {
