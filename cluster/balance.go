@@ -102,7 +102,9 @@ type dworker struct {
 	id, pid  int
 	uc       *net.UnixConn
 	rc       syscall.RawConn
-	open     int  // passed and not yet reported closed
+	sent     int // passed and not refused, less the closes reported in records
+	cur      int // open, as chooseLocked last read it
+	shm      *shmCounts
 	eligible bool // ready and not draining
 	full     bool // it nacked a connection and none of its own has closed since
 	retry    *time.Timer
@@ -189,6 +191,15 @@ func (d *dispatcher) add(id, pid int, uc *net.UnixConn) {
 		return
 	}
 	w := &dworker{id: id, pid: pid, uc: uc, rc: rc, pending: make(map[uint64]passedConn)}
+	if shm, err := newShmCounts(); err != nil {
+		// The worker reports every close in a record instead.
+		d.log.Warn("balance: no shared memory for a worker's connection count", "worker", id, "pid", pid, "err", err)
+	} else if err := shm.send(rc); err != nil {
+		shm.unmap()
+		d.log.Warn("balance: no shared memory for a worker's connection count", "worker", id, "pid", pid, "err", err)
+	} else {
+		w.shm = shm
+	}
 	d.mu.Lock()
 	d.workers[pid] = w
 	d.order = append(d.order, w)
@@ -200,9 +211,25 @@ func (d *dispatcher) add(id, pid int, uc *net.UnixConn) {
 	go d.read(w)
 }
 
+// wantClosesLocked asks every worker that is not full to report each close
+// in a record (want) or only in its next ack (not): the accept loop waits
+// for one.
+func (d *dispatcher) wantClosesLocked(want bool) {
+	for _, w := range d.order {
+		if !w.full {
+			w.shm.want(want)
+		}
+	}
+}
+
+// open is how many connections w holds: passed, not refused, not closed.
+func (w *dworker) open() int { return max(w.sent-w.shm.closes(), 0) }
+
 // removeLocked forgets w (its socket reached EOF).
 func (d *dispatcher) removeLocked(w *dworker) {
 	delete(d.workers, w.pid)
+	w.shm.unmap()
+	w.shm = nil
 	d.order = slices.DeleteFunc(d.order, func(x *dworker) bool { return x == w })
 	if w.retry != nil {
 		w.retry.Stop()
@@ -287,13 +314,24 @@ func (d *dispatcher) run() {
 	for {
 		d.mu.Lock()
 		room := 0
+		waiting := false
 		for !d.closed {
 			if len(d.backlog) == 0 {
 				if room = d.roomLocked(); room > 0 {
 					break
 				}
 			}
+			if !waiting {
+				// Ask the workers to report their closes, then look again:
+				// a close counted before the flag was seen is seen here.
+				d.wantClosesLocked(true)
+				waiting = true
+				continue
+			}
 			d.cond.Wait()
+		}
+		if waiting {
+			d.wantClosesLocked(false)
 		}
 		closed := d.closed
 		d.mu.Unlock()
@@ -417,7 +455,7 @@ func (d *dispatcher) roomLocked() int {
 		if d.maxConns <= 0 {
 			return maxBatch
 		}
-		room += d.maxConns - w.open
+		room += d.maxConns - w.open()
 	}
 	return min(room, maxBatch)
 }
@@ -433,7 +471,7 @@ func (d *dispatcher) availableLocked() bool {
 }
 
 func (d *dispatcher) canTakeLocked(w *dworker) bool {
-	return w.eligible && !w.full && (d.maxConns <= 0 || w.open < d.maxConns)
+	return w.eligible && !w.full && (d.maxConns <= 0 || w.open() < d.maxConns)
 }
 
 // chooseLocked picks the worker for a connection from ip, skipping those
@@ -451,10 +489,11 @@ func (d *dispatcher) chooseLocked(ip string, skip map[int]bool) *dworker {
 		if skip[w.pid] || !d.canTakeLocked(w) {
 			continue
 		}
+		w.cur = w.open()
 		switch {
-		case least < 0 || w.open < least:
-			least, ties = w.open, 1
-		case w.open == least:
+		case least < 0 || w.cur < least:
+			least, ties = w.cur, 1
+		case w.cur == least:
 			ties++
 		}
 	}
@@ -465,7 +504,7 @@ func (d *dispatcher) chooseLocked(ip string, skip map[int]bool) *dworker {
 	d.turn++
 	k := d.turn % ties
 	for _, w := range d.order {
-		if skip[w.pid] || !d.canTakeLocked(w) || w.open != least {
+		if skip[w.pid] || !w.eligible || w.full || w.cur != least {
 			continue
 		}
 		if k == 0 {
@@ -490,7 +529,7 @@ func (d *dispatcher) passBatchLocked(cs []passedConn) {
 			chosen = append(chosen, w)
 		}
 		w.batch = append(w.batch, c)
-		w.open++ // counted now, so that the next choice sees it
+		w.sent++ // counted now, so that the next choice sees it
 		if d.policy == BalanceSticky && c.ip != "" {
 			d.remember(c.ip, w.pid)
 		}
@@ -498,7 +537,7 @@ func (d *dispatcher) passBatchLocked(cs []passedConn) {
 	for _, w := range chosen {
 		b := w.batch
 		w.batch = w.batch[:0]
-		w.open -= len(b)
+		w.sent -= len(b)
 		if d.sendLocked(w, b) {
 			continue
 		}
@@ -588,7 +627,7 @@ func (d *dispatcher) sendLocked(w *dworker, cs []passedConn) bool {
 	for i, c := range cs {
 		w.pending[seq+uint64(i)] = c
 	}
-	w.open += len(cs)
+	w.sent += len(cs)
 	return true
 }
 
@@ -616,6 +655,7 @@ func (d *dispatcher) fullLocked(w *dworker) {
 		return
 	}
 	w.full = true
+	w.shm.want(true)
 	if w.retry != nil {
 		w.retry.Stop()
 	}
@@ -664,17 +704,17 @@ func (d *dispatcher) read(w *dworker) {
 			for s := seq; s < seq+count; s++ {
 				if c, ok := w.pending[s]; ok {
 					delete(w.pending, s)
-					w.open--
+					w.sent--
 					d.passLocked(c, map[int]bool{w.pid: true})
 				}
 			}
 		}
-		if closed > 0 {
-			w.open = max(w.open-closed, 0)
+		w.sent -= closed
+		if buf[0] == recClosed || closed > 0 {
 			if w.full {
 				d.roomForLocked(w) // a descriptor freed up
-			} else if d.maxConns > 0 {
-				d.cond.Broadcast() // a slot under the cap
+			} else {
+				d.cond.Broadcast() // a slot under the cap, maybe
 			}
 		}
 		if len(d.backlog) > 0 {

@@ -74,6 +74,7 @@ type passedListener struct {
 	// together cost one record.
 	closes    atomic.Uint32
 	reporting atomic.Bool
+	shm       atomic.Pointer[shmCounts] // from the primary's first message; nil: count in records
 
 	mu    sync.Mutex // one Accept at a time; guards what follows
 	queue []net.Conn // taken and acknowledged, not yet returned
@@ -118,9 +119,16 @@ func (l *passedListener) send(kind byte, seq uint64, count int) {
 	_, _ = l.uc.Write(b[:]) // fails only once the primary is gone
 }
 
-// closed counts one passed connection's close and reports it, unless a
-// report under way will carry it.
+// closed counts one passed connection's close: in the page shared with the
+// primary (a record only when the primary waits for one), or else in a
+// record, unless a report under way will carry it.
 func (l *passedListener) closed() {
+	if shm := l.shm.Load(); shm != nil {
+		if shm.closeOne() {
+			l.send(recClosed, 0, 0)
+		}
+		return
+	}
 	l.closes.Add(1)
 	for l.closes.Load() > 0 && l.reporting.CompareAndSwap(false, true) {
 		if l.closes.Load() > 0 {
@@ -158,6 +166,13 @@ func (l *passedListener) receive() error {
 		return net.ErrClosed
 	}
 	fds := rights(l.oob[:oobn])
+	if n == 1 && l.buf[0] == recShm && len(fds) == 1 && l.shm.Load() == nil {
+		if shm, err := mapShm(fds[0]); err == nil {
+			l.shm.Store(shm)
+		}
+		closeAll(fds)
+		return nil
+	}
 	if n != batchLen {
 		closeAll(fds)
 		return nil
