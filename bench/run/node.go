@@ -48,13 +48,13 @@ func startNode(ctx context.Context, n int) (addr string, stop func() error, err 
 	if err := cmd.Start(); err != nil {
 		return "", nil, fmt.Errorf("node bin.js: %w", err)
 	}
-	doneC := make(chan error, 1)
-	go func() { doneC <- cmd.Wait() }()
+	doneC := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(doneC) }()
 	pgid := cmd.Process.Pid
 	stop = func() error {
 		_ = syscall.Kill(-pgid, syscall.SIGTERM)
 		select {
-		case <-doneC:
+		case <-doneC: // its exit status after SIGTERM says nothing
 		case <-time.After(10 * time.Second):
 			_ = syscall.Kill(-pgid, syscall.SIGKILL)
 			<-doneC
