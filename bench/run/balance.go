@@ -50,6 +50,22 @@ type balanceSample struct {
 	IdleRate  float64            // new connections/s with Idle idle connections open
 	Churn     float64            // new connections/s, no idle connections
 	Failed    int64              // failed requests in the churn and idle runs
+	Mixed     mixedResult        // issue 9's mixed load
+}
+
+// The mixed load of issue 9: mixedFast keep-alive connections on / and, at
+// the same time, mixedHeavy on mixedPath.
+const (
+	mixedFast  = 40
+	mixedHeavy = 2
+	mixedPath  = "/api/300000000"
+)
+
+type mixedResult struct {
+	FastRPS  float64
+	FastP99  time.Duration
+	HeavyRPS float64
+	Failed   int64
 }
 
 func runBalance(ctx context.Context, cfg config, bc balanceConfig, bin, work string) (string, error) {
@@ -132,8 +148,9 @@ func measureBalance(ctx context.Context, cfg config, bc balanceConfig, c contend
 			sm.KeepAlive[fmt.Sprintf("c=%d %s", conns, path)] = w.RPS
 		}
 	}
+	sm.Mixed = mixedLoad(addr, 3*bc.Duration)
 	rate, failed := churn(addr, bc.Churn, bc.Duration)
-	sm.Churn, sm.Failed = rate, failed
+	sm.Churn, sm.Failed = rate, failed+sm.Mixed.Failed
 	if c.Name == nodeName {
 		return sm, nil
 	}
@@ -147,6 +164,62 @@ func measureBalance(ctx context.Context, cfg config, bc balanceConfig, c contend
 		closeNow(ic)
 	}
 	return sm, nil
+}
+
+// mixedLoad runs mixedFast keep-alive connections sending GET / back to
+// back and, at once, mixedHeavy sending GET mixedPath, for d; it returns
+// each kind's rate and the fast requests' p99 latency.
+func mixedLoad(addr string, d time.Duration) mixedResult {
+	var mu sync.Mutex
+	var fast []time.Duration
+	var heavy int
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	end := start.Add(d)
+	run := func(path string, record func(time.Duration)) {
+		defer wg.Done()
+		var c net.Conn
+		var br *bufio.Reader
+		for time.Now().Before(end) {
+			if c == nil {
+				var err error
+				if c, err = net.DialTimeout("tcp", addr, 10*time.Second); err != nil {
+					failed.Add(1)
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				br = bufio.NewReader(c)
+			}
+			t0 := time.Now()
+			if _, _, err := requestBody(c, br, path); err != nil {
+				failed.Add(1)
+				closeNow(c)
+				c = nil
+				continue
+			}
+			record(time.Since(t0))
+		}
+		if c != nil {
+			closeNow(c)
+		}
+	}
+	for range mixedFast {
+		wg.Add(1)
+		go run("/", func(l time.Duration) { mu.Lock(); fast = append(fast, l); mu.Unlock() })
+	}
+	for range mixedHeavy {
+		wg.Add(1)
+		go run(mixedPath, func(time.Duration) { mu.Lock(); heavy++; mu.Unlock() })
+	}
+	wg.Wait()
+	el := time.Since(start).Seconds()
+	r := mixedResult{FastRPS: float64(len(fast)) / el, HeavyRPS: float64(heavy) / el, Failed: failed.Load()}
+	if len(fast) > 0 {
+		slices.Sort(fast)
+		r.FastP99 = fast[len(fast)*99/100]
+	}
+	return r
 }
 
 // requestShare opens conns keep-alive connections at once, each sending
@@ -367,6 +440,7 @@ func renderBalance(res map[string][]balanceSample, cs []contender, bc balanceCon
 		p("- **%s**: examples/node's bin.js, Node's cluster module with %d workers (its primary hands connections out round-robin); spread, keep-alive and churn only.\n", nodeName, n)
 	}
 	p("- **keep-alive req/s**: wrk, c connections, %v, median of the rounds (ratio to plain in brackets).\n", bc.Duration)
+	p("- **mixed**: issue 9's mixed load: %d keep-alive connections sending GET / back to back and, at the same time, %d sending GET %s, for %v; each kind's rate (ratio to plain) and the fast requests' p99, median of the rounds.\n", mixedFast, mixedHeavy, mixedPath, 3*bc.Duration)
 	p("- **churn**: %d clients, each opening a connection per request (`GET /`, closed after the answer), %v; **idle**: the same with %d idle keep-alive connections open.\n\n", bc.Churn, bc.Duration, bc.Idle)
 	header := []string{"contender"}
 	for _, c := range []int{n, 2 * n} {
@@ -382,7 +456,7 @@ func renderBalance(res map[string][]balanceSample, cs []contender, bc balanceCon
 		}
 	}
 	header = append(header, keys...)
-	header = append(header, "churn conn/s", fmt.Sprintf("idle %d conn/s", bc.Idle), "failed")
+	header = append(header, "churn conn/s", fmt.Sprintf("idle %d conn/s", bc.Idle), "mixed: / req/s", "mixed: / p99 ms", "mixed: "+mixedPath+" req/s", "failed")
 	p("| %s |\n|%s\n", strings.Join(header, " | "), strings.Repeat("---|", len(header)))
 	ratio := func(v, base float64) string {
 		if base <= 0 || len(plain) == 0 {
@@ -420,6 +494,18 @@ func renderBalance(res map[string][]balanceSample, cs []contender, bc balanceCon
 			row = append(row, "—")
 		} else {
 			row = append(row, ratio(med(c.Name, func(s balanceSample) float64 { return s.IdleRate }), med("plain", func(s balanceSample) float64 { return s.IdleRate })))
+		}
+		mixed := func(f func(mixedResult) float64) func(balanceSample) float64 {
+			return func(s balanceSample) float64 { return f(s.Mixed) }
+		}
+		row = append(row, ratio(med(c.Name, mixed(func(m mixedResult) float64 { return m.FastRPS })), med("plain", mixed(func(m mixedResult) float64 { return m.FastRPS }))))
+		row = append(row, fmt.Sprintf("%.1f", med(c.Name, mixed(func(m mixedResult) float64 { return float64(m.FastP99) / float64(time.Millisecond) }))))
+		heavy := med(c.Name, mixed(func(m mixedResult) float64 { return m.HeavyRPS }))
+		heavyPlain := med("plain", mixed(func(m mixedResult) float64 { return m.HeavyRPS }))
+		if heavyPlain > 0 {
+			row = append(row, fmt.Sprintf("%.1f (%.2f×)", heavy, heavy/heavyPlain))
+		} else {
+			row = append(row, fmt.Sprintf("%.1f", heavy))
 		}
 		var failed int64
 		for _, s := range res[c.Name] {
