@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -59,15 +61,27 @@ func ParseBalance(s string) (Balance, error) {
 // passes reports whether the primary accepts and passes connections under b.
 func (b Balance) passes() bool { return b == BalanceLeastConn || b == BalanceSticky }
 
-// Records a worker writes on its connection socket (kind byte, then a
-// big-endian uint64 sequence number). The primary writes one record per
-// connection: the sequence number, with the descriptor as SCM_RIGHTS.
+// The connection socket's messages. The primary writes one message per
+// batch of connections it passes to a worker: the first connection's
+// sequence number (big-endian uint64) and how many follow (uint32), with
+// their descriptors as SCM_RIGHTS, in sequence order. The worker writes
+// records of recLen bytes: a kind, a sequence number and a count (the
+// connections seq, seq+1, … seq+count-1 it took or could not take), and how
+// many connections it was passed have closed since its last record.
 const (
-	recAck    = 'A' // the worker holds connection seq; the primary drops its copy
-	recNack   = 'N' // the worker could not take connection seq (no descriptor left)
-	recClosed = 'C' // one connection the worker was passed has closed
-	recLen    = 9
+	recAck    = 'A' // the worker holds the connections; the primary drops its copies
+	recNack   = 'N' // the worker could not take them (out of descriptors): pass them on
+	recClosed = 'C' // only the closed count
+	recLen    = 17
+	batchLen  = 12
+	// maxBatch bounds the descriptors of one message (SCM_RIGHTS carries
+	// up to 253) and the connections the primary accepts in one go.
+	maxBatch = 64
 )
+
+// nackRetry is how long a worker that could not take a connection is
+// passed none, unless one of its connections closes first.
+const nackRetry = 500 * time.Millisecond
 
 // stickyMax bounds the sticky table: past it, entries idle for stickyIdle
 // are forgotten.
@@ -88,9 +102,14 @@ type dworker struct {
 	id, pid  int
 	uc       *net.UnixConn
 	rc       syscall.RawConn
-	open     int  // passed and not yet reported closed
+	sent     int // passed and not refused, less the closes reported in records
+	cur      int // open, as chooseLocked last read it
+	shm      *shmCounts
 	eligible bool // ready and not draining
+	full     bool // it nacked a connection and none of its own has closed since
+	retry    *time.Timer
 	pending  map[uint64]passedConn
+	batch    []passedConn // chosen in the current accept batch, not yet sent
 }
 
 type stickyEntry struct {
@@ -116,15 +135,20 @@ type dispatcher struct {
 	maxConns int
 	log      *slog.Logger
 	doneC    chan struct{} // closed when the accept loop has returned
+	stopped  atomic.Bool   // close was called (read without mu by the accept loop)
 
 	mu      sync.Mutex
 	cond    *sync.Cond // an eligible worker, a free slot, or close
 	workers map[int]*dworker
+	order   []*dworker // workers by id then pid, the order ties are taken in
 	sticky  map[string]stickyEntry
 	backlog []passedConn // accepted, no worker could take them yet
 	seq     uint64
 	turn    int // rotates ties
 	closed  bool
+	// acceptFile is the accept loop's pollable duplicate of the listening
+	// socket; close sets its deadline to wake the loop.
+	acceptFile *os.File
 }
 
 func newDispatcher(ln *net.TCPListener, policy Balance, maxConns int, log *slog.Logger) *dispatcher {
@@ -167,10 +191,49 @@ func (d *dispatcher) add(id, pid int, uc *net.UnixConn) {
 		return
 	}
 	w := &dworker{id: id, pid: pid, uc: uc, rc: rc, pending: make(map[uint64]passedConn)}
+	if shm, err := newShmCounts(); err != nil {
+		// The worker reports every close in a record instead.
+		d.log.Warn("balance: no shared memory for a worker's connection count", "worker", id, "pid", pid, "err", err)
+	} else if err := shm.send(rc); err != nil {
+		shm.unmap()
+		d.log.Warn("balance: no shared memory for a worker's connection count", "worker", id, "pid", pid, "err", err)
+	} else {
+		w.shm = shm
+	}
 	d.mu.Lock()
 	d.workers[pid] = w
+	d.order = append(d.order, w)
+	sort.Slice(d.order, func(i, j int) bool {
+		a, b := d.order[i], d.order[j]
+		return a.id < b.id || a.id == b.id && a.pid < b.pid
+	})
 	d.mu.Unlock()
 	go d.read(w)
+}
+
+// wantClosesLocked asks every worker that is not full to report each close
+// in a record (want) or only in its next ack (not): the accept loop waits
+// for one.
+func (d *dispatcher) wantClosesLocked(want bool) {
+	for _, w := range d.order {
+		if !w.full {
+			w.shm.want(want)
+		}
+	}
+}
+
+// open is how many connections w holds: passed, not refused, not closed.
+func (w *dworker) open() int { return max(w.sent-w.shm.closes(), 0) }
+
+// removeLocked forgets w (its socket reached EOF).
+func (d *dispatcher) removeLocked(w *dworker) {
+	delete(d.workers, w.pid)
+	w.shm.unmap()
+	w.shm = nil
+	d.order = slices.DeleteFunc(d.order, func(x *dworker) bool { return x == w })
+	if w.retry != nil {
+		w.retry.Stop()
+	}
 }
 
 // setEligible lets the dispatcher pass connections to worker pid (it is
@@ -201,6 +264,10 @@ func (d *dispatcher) close() {
 	}
 	d.mu.Lock()
 	d.closed = true
+	d.stopped.Store(true)
+	if d.acceptFile != nil {
+		_ = d.acceptFile.SetReadDeadline(time.Now()) // wakes the accept loop
+	}
 	d.cond.Broadcast()
 	d.mu.Unlock()
 }
@@ -224,28 +291,56 @@ func (d *dispatcher) wait(t time.Duration) {
 }
 
 // run accepts connections until close, waiting (with the connections in
-// the kernel queue) while no worker can take one.
+// the kernel queue) while no worker can take one. It accepts what the
+// queue holds in one go (up to maxBatch, and no more than the workers have
+// room for), chooses a worker for each, and passes each worker its share
+// in one message: under connection churn that is one lock, and one sendmsg
+// per worker, for several connections.
 func (d *dispatcher) run() {
 	defer close(d.doneC)
-	rc, err := d.ln.SyscallConn()
+	f, err := d.pollable()
+	if err != nil {
+		d.log.Error("balance: cannot accept", "err", err)
+		return
+	}
+	defer f.Close()
+	rc, err := f.SyscallConn()
 	if err != nil {
 		d.log.Error("balance: cannot accept", "err", err)
 		return
 	}
 	var failing time.Duration
+	batch := make([]passedConn, 0, maxBatch)
 	for {
 		d.mu.Lock()
-		for !d.closed && (len(d.backlog) > 0 || !d.availableLocked()) {
+		room := 0
+		waiting := false
+		for !d.closed {
+			if len(d.backlog) == 0 {
+				if room = d.roomLocked(); room > 0 {
+					break
+				}
+			}
+			if !waiting {
+				// Ask the workers to report their closes, then look again:
+				// a close counted before the flag was seen is seen here.
+				d.wantClosesLocked(true)
+				waiting = true
+				continue
+			}
 			d.cond.Wait()
+		}
+		if waiting {
+			d.wantClosesLocked(false)
 		}
 		closed := d.closed
 		d.mu.Unlock()
 		if closed {
 			return
 		}
-		fd, ip, err := d.accept(rc)
+		batch, err = d.accept(rc, batch[:0], room)
 		if err != nil {
-			if d.isClosed() {
+			if d.stopped.Load() {
 				return
 			}
 			// Out of descriptors (EMFILE, ENFILE, ENOBUFS): the connection
@@ -262,76 +357,112 @@ func (d *dispatcher) run() {
 			failing = 0
 		}
 		d.mu.Lock()
-		d.passLocked(passedConn{fd: fd, ip: ip}, nil)
+		d.passBatchLocked(batch)
 		d.mu.Unlock()
 	}
 }
 
-func (d *dispatcher) isClosed() bool {
+// pollable returns a duplicate of the listening socket as a file the
+// runtime's poller waits on (a TCPListener's RawConn cannot wait for
+// readability, and a net.TCPConn per connection would cost the primary an
+// epoll registration it does not need), and arranges for close to wake
+// the accept loop. Closing it leaves the listening socket open.
+func (d *dispatcher) pollable() (*os.File, error) {
+	lrc, err := d.ln.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("cluster: accept: %w", err)
+	}
+	nfd := -1
+	var derr error
+	if err := lrc.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return nil, fmt.Errorf("cluster: accept: %w", err)
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("cluster: accept: dup: %w", derr)
+	}
+	f := os.NewFile(uintptr(nfd), "herd-accept") // non-blocking, as the listener: pollable
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.closed
+	d.acceptFile = f
+	stopped := d.closed
+	d.mu.Unlock()
+	if stopped {
+		_ = f.SetReadDeadline(time.Now())
+	}
+	return f, nil
 }
 
-// acceptPoll bounds how long the accept loop waits in poll(2) before it
-// looks at d.closed again.
-const acceptPoll = 100 * time.Millisecond
-
-// accept takes one connection off the listening socket, waiting for one
-// in poll(2) on this goroutine's thread: a TCPListener's RawConn cannot
-// wait for readability, and a net.TCPConn per connection would cost the
-// primary an epoll registration it does not need.
-func (d *dispatcher) accept(rc syscall.RawConn) (int, string, error) {
-	var nfd int
-	var sa syscall.Sockaddr
+// accept appends to cs the connections waiting on the listening socket, at
+// least one and at most max, parking in the runtime's poller until the
+// first arrives. An error comes only with no connection.
+func (d *dispatcher) accept(rc syscall.RawConn, cs []passedConn, max int) ([]passedConn, error) {
 	var aerr error
-	for {
-		if err := rc.Control(func(fd uintptr) {
-			for {
-				if d.isClosed() {
-					aerr = syscall.EAGAIN // leave it in the queue
-					return
-				}
-				nfd, sa, aerr = accept4(int(fd))
-				if errors.Is(aerr, syscall.EINTR) || errors.Is(aerr, syscall.ECONNABORTED) {
-					continue
-				}
-				if !errors.Is(aerr, syscall.EAGAIN) {
-					return
-				}
-				pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}} //nolint:gosec // G115: a file descriptor, which the kernel keeps below 2^31 (an int in C)
-				_, _ = unix.Poll(pfd, int(acceptPoll/time.Millisecond))
-				if pfd[0].Revents == 0 {
-					return // timed out: the caller looks at d.closed
-				}
+	err := rc.Read(func(fd uintptr) bool {
+		for {
+			if d.stopped.Load() {
+				aerr = net.ErrClosed // what waits stays in the queue
+				return true
 			}
-		}); err != nil {
-			return -1, "", fmt.Errorf("cluster: accept: %w", err)
-		}
-		if errors.Is(aerr, syscall.EAGAIN) {
-			if d.isClosed() {
-				return -1, "", net.ErrClosed
+			nfd, sa, err := accept4(int(fd))
+			switch {
+			case err == nil:
+				cs = append(cs, passedConn{fd: nfd, ip: sockaddrIP(sa)})
+				if len(cs) >= max {
+					return true
+				}
+			case errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.ECONNABORTED):
+			case errors.Is(err, syscall.EAGAIN):
+				return len(cs) > 0 // none yet: wait in the poller
+			default:
+				if len(cs) == 0 {
+					aerr = err // else it comes back on the next call
+				}
+				return true
 			}
-			continue
 		}
-		break
+	})
+	if len(cs) > 0 {
+		return cs, nil
 	}
-	if aerr != nil {
-		return -1, "", fmt.Errorf("cluster: accept: %w", aerr)
+	if aerr == nil {
+		aerr = err
 	}
-	var ip string
+	if d.stopped.Load() {
+		return cs, net.ErrClosed
+	}
+	return cs, fmt.Errorf("cluster: accept: %w", aerr)
+}
+
+func sockaddrIP(sa syscall.Sockaddr) string {
 	switch a := sa.(type) {
 	case *syscall.SockaddrInet4:
-		ip = net.IP(a.Addr[:]).String()
+		return net.IP(a.Addr[:]).String()
 	case *syscall.SockaddrInet6:
-		ip = net.IP(a.Addr[:]).String()
+		return net.IP(a.Addr[:]).String()
 	}
-	return nfd, ip, nil
+	return ""
+}
+
+// roomLocked returns how many connections the workers could take now, up
+// to maxBatch.
+func (d *dispatcher) roomLocked() int {
+	room := 0
+	for _, w := range d.order {
+		if !d.canTakeLocked(w) {
+			continue
+		}
+		if d.maxConns <= 0 {
+			return maxBatch
+		}
+		room += d.maxConns - w.open()
+	}
+	return min(room, maxBatch)
 }
 
 // availableLocked reports whether some worker could take a connection now.
 func (d *dispatcher) availableLocked() bool {
-	for _, w := range d.workers {
+	for _, w := range d.order {
 		if d.canTakeLocked(w) {
 			return true
 		}
@@ -340,11 +471,11 @@ func (d *dispatcher) availableLocked() bool {
 }
 
 func (d *dispatcher) canTakeLocked(w *dworker) bool {
-	return w.eligible && (d.maxConns <= 0 || w.open < d.maxConns)
+	return w.eligible && !w.full && (d.maxConns <= 0 || w.open() < d.maxConns)
 }
 
 // chooseLocked picks the worker for a connection from ip, skipping those
-// in skip; nil when none can take it.
+// in skip; nil when none can take it. It does not allocate.
 func (d *dispatcher) chooseLocked(ip string, skip map[int]bool) *dworker {
 	if d.policy == BalanceSticky && ip != "" {
 		if e, ok := d.sticky[ip]; ok {
@@ -353,28 +484,67 @@ func (d *dispatcher) chooseLocked(ip string, skip map[int]bool) *dworker {
 			}
 		}
 	}
-	var cands []*dworker
-	least := -1
-	for _, w := range d.workers {
+	least, ties := -1, 0
+	for _, w := range d.order {
 		if skip[w.pid] || !d.canTakeLocked(w) {
 			continue
 		}
+		w.cur = w.open()
 		switch {
-		case least < 0 || w.open < least:
-			least, cands = w.open, append(cands[:0], w)
-		case w.open == least:
-			cands = append(cands, w)
+		case least < 0 || w.cur < least:
+			least, ties = w.cur, 1
+		case w.cur == least:
+			ties++
 		}
 	}
-	if len(cands) == 0 {
+	if ties == 0 {
 		return nil
 	}
-	// Ties in turn, in a stable order (map iteration is random).
-	sort.Slice(cands, func(i, j int) bool {
-		return cands[i].id < cands[j].id || cands[i].id == cands[j].id && cands[i].pid < cands[j].pid
-	})
+	// Ties in turn, in the stable order of d.order.
 	d.turn++
-	return cands[d.turn%len(cands)]
+	k := d.turn % ties
+	for _, w := range d.order {
+		if skip[w.pid] || !w.eligible || w.full || w.cur != least {
+			continue
+		}
+		if k == 0 {
+			return w
+		}
+		k--
+	}
+	return nil
+}
+
+// passBatchLocked chooses a worker for each connection of cs, as passLocked
+// would one by one, and sends each worker its share in one message.
+func (d *dispatcher) passBatchLocked(cs []passedConn) {
+	var chosen []*dworker
+	for _, c := range cs {
+		w := d.chooseLocked(c.ip, nil)
+		if w == nil {
+			d.passLocked(c, nil) // the backlog, or a draining worker as we stop
+			continue
+		}
+		if len(w.batch) == 0 {
+			chosen = append(chosen, w)
+		}
+		w.batch = append(w.batch, c)
+		w.sent++ // counted now, so that the next choice sees it
+		if d.policy == BalanceSticky && c.ip != "" {
+			d.remember(c.ip, w.pid)
+		}
+	}
+	for _, w := range chosen {
+		b := w.batch
+		w.batch = w.batch[:0]
+		w.sent -= len(b)
+		if d.sendLocked(w, b) {
+			continue
+		}
+		for _, c := range b {
+			d.passLocked(c, map[int]bool{w.pid: true})
+		}
+	}
 }
 
 // passLocked passes c to a worker, or keeps it in the backlog until one
@@ -392,7 +562,7 @@ func (d *dispatcher) passLocked(c passedConn, skip map[int]bool) {
 			d.backlog = append(d.backlog, c)
 			return
 		}
-		if d.sendLocked(w, c) {
+		if d.sendLocked(w, []passedConn{c}) {
 			if d.policy == BalanceSticky && c.ip != "" {
 				d.remember(c.ip, w.pid)
 			}
@@ -408,7 +578,7 @@ func (d *dispatcher) passLocked(c passedConn, skip map[int]bool) {
 // anyLocked returns a worker not in skip whose socket is still open,
 // eligible or not.
 func (d *dispatcher) anyLocked(skip map[int]bool) *dworker {
-	for _, w := range d.workers {
+	for _, w := range d.order {
 		if !skip[w.pid] {
 			return w
 		}
@@ -428,14 +598,20 @@ func (d *dispatcher) remember(ip string, pid int) {
 	d.sticky[ip] = stickyEntry{pid: pid, last: now}
 }
 
-// sendLocked passes c to w without blocking. It fails when w's socket is
-// full or closed (the worker drains or died): the caller tries another.
-func (d *dispatcher) sendLocked(w *dworker, c passedConn) bool {
-	d.seq++
-	seq := d.seq
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], seq)
-	oob := syscall.UnixRights(c.fd)
+// sendLocked passes cs (at most maxBatch) to w in one message, without
+// blocking. It fails when w's socket is full or closed (the worker drains
+// or died): the caller tries another.
+func (d *dispatcher) sendLocked(w *dworker, cs []passedConn) bool {
+	seq := d.seq + 1
+	var b [batchLen]byte
+	binary.BigEndian.PutUint64(b[:8], seq)
+	binary.BigEndian.PutUint32(b[8:], uint32(len(cs))) //nolint:gosec // G115: at most maxBatch
+	var fdsBuf [maxBatch]int
+	fds := fdsBuf[:0]
+	for _, c := range cs {
+		fds = append(fds, c.fd)
+	}
+	oob := syscall.UnixRights(fds...)
 	var serr error
 	err := w.rc.Write(func(fd uintptr) bool {
 		serr = syscall.Sendmsg(int(fd), b[:], oob, nil, syscall.MSG_DONTWAIT|syscall.MSG_NOSIGNAL)
@@ -447,8 +623,11 @@ func (d *dispatcher) sendLocked(w *dworker, c passedConn) bool {
 		}
 		return false
 	}
-	w.pending[seq] = c
-	w.open++
+	d.seq += uint64(len(cs))
+	for i, c := range cs {
+		w.pending[seq+uint64(i)] = c
+	}
+	w.sent += len(cs)
 	return true
 }
 
@@ -468,6 +647,34 @@ func (d *dispatcher) flushLocked() {
 	}
 }
 
+// fullLocked stops passing connections to w, which could not take one for
+// want of descriptors, until one of its connections closes or nackRetry
+// passes.
+func (d *dispatcher) fullLocked(w *dworker) {
+	if w.full {
+		return
+	}
+	w.full = true
+	w.shm.want(true)
+	if w.retry != nil {
+		w.retry.Stop()
+	}
+	w.retry = time.AfterFunc(nackRetry, func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if w.full {
+			d.roomForLocked(w)
+		}
+	})
+}
+
+// roomForLocked lets w take connections again after it was full.
+func (d *dispatcher) roomForLocked(w *dworker) {
+	w.full = false
+	d.flushLocked()
+	d.cond.Broadcast()
+}
+
 // read handles worker w's records until EOF, then passes every connection
 // w never acknowledged to another worker.
 func (d *dispatcher) read(w *dworker) {
@@ -480,26 +687,34 @@ func (d *dispatcher) read(w *dworker) {
 		if n != recLen {
 			continue
 		}
-		seq := binary.BigEndian.Uint64(buf[1:recLen])
+		seq := binary.BigEndian.Uint64(buf[1:9])
+		count := uint64(binary.BigEndian.Uint32(buf[9:13]))
+		closed := int(binary.BigEndian.Uint32(buf[13:17]))
 		d.mu.Lock()
 		switch buf[0] {
 		case recAck:
-			if c, ok := w.pending[seq]; ok {
-				delete(w.pending, seq)
-				syscall.Close(c.fd)
+			for s := seq; s < seq+count; s++ {
+				if c, ok := w.pending[s]; ok {
+					delete(w.pending, s)
+					syscall.Close(c.fd)
+				}
 			}
 		case recNack:
-			if c, ok := w.pending[seq]; ok {
-				delete(w.pending, seq)
-				w.open--
-				d.passLocked(c, map[int]bool{w.pid: true})
+			d.fullLocked(w)
+			for s := seq; s < seq+count; s++ {
+				if c, ok := w.pending[s]; ok {
+					delete(w.pending, s)
+					w.sent--
+					d.passLocked(c, map[int]bool{w.pid: true})
+				}
 			}
-		case recClosed:
-			if w.open > 0 {
-				w.open--
-			}
-			if d.maxConns > 0 {
-				d.cond.Broadcast() // a slot under the cap
+		}
+		w.sent -= closed
+		if buf[0] == recClosed || closed > 0 {
+			if w.full {
+				d.roomForLocked(w) // a descriptor freed up
+			} else {
+				d.cond.Broadcast() // a slot under the cap, maybe
 			}
 		}
 		if len(d.backlog) > 0 {
@@ -510,7 +725,7 @@ func (d *dispatcher) read(w *dworker) {
 	}
 	w.uc.Close()
 	d.mu.Lock()
-	delete(d.workers, w.pid)
+	d.removeLocked(w)
 	w.eligible = false
 	for _, c := range w.pending {
 		d.passLocked(c, nil)

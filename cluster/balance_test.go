@@ -311,3 +311,100 @@ func TestPrimaryLogsAcceptFailuresOnce(t *testing.T) {
 		t.Errorf("the log line does not carry the error:\n%s", h.logs)
 	}
 }
+
+// A worker that refuses a passed connection (out of descriptors: the nack
+// record) gets it passed to another worker at once, and is passed nothing
+// more until one of its connections closes or nackRetry passes: here it
+// refuses everything, and of 40 connections dialled in a row it is
+// offered one, plus at most one more per nackRetry (without the rule it
+// was offered about every other connection).
+func TestDispatcherPassesNothingToAWorkerThatRefused(t *testing.T) {
+	tl, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tl.Close()
+	d := newDispatcher(tl, BalanceLeastConn, 0, slog.New(slog.DiscardHandler))
+	uc1, f1, err := connPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.add(1, 1, uc1)
+	fc, err := net.FileConn(f1)
+	f1.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	refuser := fc.(*net.UnixConn)
+	defer refuser.Close()
+	uc2, f2, err := connPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.add(2, 2, uc2)
+	taker, err := newPassedListener(f2, tl.Addr(), &acceptStats{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taker.Close()
+	d.setEligible(1, true)
+	d.setEligible(2, true)
+	go d.run()
+	defer func() { d.close(); d.wait(5 * time.Second) }()
+
+	var offered atomic.Int64
+	go func() { // worker 1: refuses every connection it is passed
+		buf, oob := make([]byte, 64), make([]byte, syscall.CmsgSpace(4*maxBatch))
+		for {
+			n, oobn, _, _, err := refuser.ReadMsgUnix(buf, oob)
+			if err != nil {
+				return
+			}
+			closeAll(rights(oob[:oobn]))
+			if n != batchLen {
+				continue // the shared page
+			}
+			offered.Add(1)
+			var rec [recLen]byte
+			rec[0] = recNack
+			copy(rec[1:9], buf[:8])
+			copy(rec[9:13], buf[8:12])
+			if _, err := refuser.Write(rec[:]); err != nil {
+				return
+			}
+		}
+	}()
+
+	const n = 40
+	start := time.Now()
+	for i := range n {
+		c, err := net.Dial("tcp", tl.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		type res struct {
+			c   net.Conn
+			err error
+		}
+		rc := make(chan res, 1)
+		go func() {
+			a, err := taker.Accept()
+			rc <- res{a, err}
+		}()
+		select {
+		case r := <-rc:
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			defer r.c.Close()
+		case <-time.After(10 * time.Second):
+			t.Fatalf("connection %d did not reach the worker with room within 10s", i+1)
+		}
+	}
+	took := time.Since(start)
+	if got, most := offered.Load(), 2+int64(took/nackRetry); got > most {
+		t.Fatalf("the refusing worker was offered %d of %d connections in %v, want at most %d", got, n, took, most)
+	}
+	t.Logf("the refusing worker was offered %d of %d connections in %v", offered.Load(), n, took)
+}

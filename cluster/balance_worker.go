@@ -53,8 +53,9 @@ func resourceErr(err error) bool {
 
 // passedListener is a worker's listener under a passing policy: Accept
 // returns the connections the primary passes on the worker's connection
-// socket. It acknowledges each one before returning it (so before a byte is
-// read from it), and tells the primary when each closes.
+// socket. It acknowledges each message's connections before returning the
+// first of them (so before a byte is read from any), and tells the primary
+// how many have closed, in its next record.
 //
 // Close stops the primary's further sends (shutdown of the socket's read
 // side: the primary's sendmsg fails and it picks another worker) and lets
@@ -67,6 +68,18 @@ type passedListener struct {
 
 	closeOnce sync.Once
 	closedC   chan struct{} // closed by Close
+
+	// Closes not yet reported, and whether a Close is reporting them: a
+	// record carries every close counted before it, so closes that come
+	// together cost one record.
+	closes    atomic.Uint32
+	reporting atomic.Bool
+	shm       atomic.Pointer[shmCounts] // from the primary's first message; nil: count in records
+
+	mu    sync.Mutex // one Accept at a time; guards what follows
+	queue []net.Conn // taken and acknowledged, not yet returned
+	buf   []byte
+	oob   []byte
 }
 
 func newPassedListener(f *os.File, addr net.Addr, stats *acceptStats) (*passedListener, error) {
@@ -80,7 +93,10 @@ func newPassedListener(f *os.File, addr net.Addr, stats *acceptStats) (*passedLi
 		c.Close()
 		return nil, fmt.Errorf("cluster: inherited %s is not a unix socket", fdConns)
 	}
-	return &passedListener{uc: uc, addr: addr, stats: stats, closedC: make(chan struct{})}, nil
+	return &passedListener{
+		uc: uc, addr: addr, stats: stats, closedC: make(chan struct{}),
+		buf: make([]byte, 2*batchLen), oob: make([]byte, syscall.CmsgSpace(4*maxBatch)),
+	}, nil
 }
 
 func (l *passedListener) Addr() net.Addr { return l.addr }
@@ -93,55 +109,109 @@ func (l *passedListener) Close() error {
 	return nil
 }
 
-func (l *passedListener) send(kind byte, seq uint64) {
+// send writes one record, with the closes counted so far.
+func (l *passedListener) send(kind byte, seq uint64, count int) {
 	var b [recLen]byte
 	b[0] = kind
-	binary.BigEndian.PutUint64(b[1:], seq)
+	binary.BigEndian.PutUint64(b[1:9], seq)
+	binary.BigEndian.PutUint32(b[9:13], uint32(count)) //nolint:gosec // G115: at most maxBatch
+	binary.BigEndian.PutUint32(b[13:17], l.closes.Swap(0))
 	_, _ = l.uc.Write(b[:]) // fails only once the primary is gone
 }
 
-func (l *passedListener) Accept() (net.Conn, error) {
-	buf := make([]byte, 16)
-	oob := make([]byte, syscall.CmsgSpace(4*4))
-	var backoff time.Duration
-	for {
-		n, oobn, flags, _, err := l.uc.ReadMsgUnix(buf, oob)
-		if err != nil || n == 0 && oobn == 0 {
-			// EOF: the queue is empty after Close, or the primary is gone
-			// (its IPC link's EOF drains this worker, which calls Close).
-			<-l.closedC
-			l.uc.Close()
-			return nil, net.ErrClosed
+// closed counts one passed connection's close: in the page shared with the
+// primary (a record only when the primary waits for one), or else in a
+// record, unless a report under way will carry it.
+func (l *passedListener) closed() {
+	if shm := l.shm.Load(); shm != nil {
+		if shm.closeOne() {
+			l.send(recClosed, 0, 0)
 		}
-		fds := rights(oob[:oobn])
-		if n != 8 {
-			closeAll(fds)
-			continue
-		}
-		seq := binary.BigEndian.Uint64(buf[:8])
-		var c net.Conn
-		if flags&syscall.MSG_CTRUNC != 0 || len(fds) != 1 {
-			closeAll(fds)
-			err = fmt.Errorf("cluster: receiving a connection: %w", syscall.EMFILE)
-		} else {
-			f := os.NewFile(uintptr(fds[0]), "conn")
-			c, err = net.FileConn(f)
-			f.Close()
-		}
-		if err != nil {
-			// The primary still holds the connection and passes it on.
-			l.send(recNack, seq)
-			l.stats.fail(err)
-			backoff = nextBackoff(backoff)
-			time.Sleep(backoff)
-			continue
-		}
-		l.send(recAck, seq)
-		if tc, ok := c.(*net.TCPConn); ok {
-			return &passedTCPConn{TCPConn: tc, l: l}, nil
-		}
-		return &passedOtherConn{Conn: c, l: l}, nil
+		return
 	}
+	l.closes.Add(1)
+	for l.closes.Load() > 0 && l.reporting.CompareAndSwap(false, true) {
+		if l.closes.Load() > 0 {
+			l.send(recClosed, 0, 0)
+		}
+		l.reporting.Store(false)
+	}
+}
+
+func (l *passedListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for len(l.queue) == 0 {
+		if err := l.receive(); err != nil {
+			return nil, err
+		}
+	}
+	c := l.queue[0]
+	l.queue[0] = nil
+	l.queue = l.queue[1:]
+	return c, nil
+}
+
+// receive reads one message of the primary's and queues the connections it
+// carries, acknowledging those it took and refusing (nack) those it could
+// not: the primary still holds those and passes them to another worker at
+// once. It returns an error only when the socket is done.
+func (l *passedListener) receive() error {
+	n, oobn, flags, _, err := l.uc.ReadMsgUnix(l.buf, l.oob)
+	if err != nil || n == 0 && oobn == 0 {
+		// EOF: the queue is empty after Close, or the primary is gone
+		// (its IPC link's EOF drains this worker, which calls Close).
+		<-l.closedC
+		l.uc.Close()
+		return net.ErrClosed
+	}
+	fds := rights(l.oob[:oobn])
+	if n == 1 && l.buf[0] == recShm && len(fds) == 1 && l.shm.Load() == nil {
+		if shm, err := mapShm(fds[0]); err == nil {
+			l.shm.Store(shm)
+		}
+		closeAll(fds)
+		return nil
+	}
+	if n != batchLen {
+		closeAll(fds)
+		return nil
+	}
+	seq := binary.BigEndian.Uint64(l.buf[:8])
+	count := int(binary.BigEndian.Uint32(l.buf[8:batchLen]))
+	if len(fds) > count {
+		closeAll(fds)
+		return nil
+	}
+	if flags&syscall.MSG_CTRUNC != 0 || len(fds) < count {
+		// Out of descriptors: the kernel installed the first ones that
+		// fit and dropped the rest, which are refused below.
+		l.stats.fail(fmt.Errorf("cluster: receiving a connection: %w", syscall.EMFILE))
+	}
+	took := 0
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "conn")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			closeAll(fds[i+1:])
+			l.stats.fail(err)
+			break
+		}
+		took++
+		if tc, ok := c.(*net.TCPConn); ok {
+			l.queue = append(l.queue, &passedTCPConn{TCPConn: tc, l: l})
+		} else {
+			l.queue = append(l.queue, &passedOtherConn{Conn: c, l: l})
+		}
+	}
+	if took > 0 {
+		l.send(recAck, seq, took)
+	}
+	if took < count {
+		l.send(recNack, seq+uint64(took), count-took) //nolint:gosec // G115: took ≥ 0
+	}
+	return nil
 }
 
 func rights(oob []byte) []int {
@@ -174,7 +244,7 @@ type passedTCPConn struct {
 
 func (c *passedTCPConn) Close() error {
 	err := c.TCPConn.Close()
-	c.once.Do(func() { c.l.send(recClosed, 0) })
+	c.once.Do(c.l.closed)
 	return err
 }
 
@@ -186,7 +256,7 @@ type passedOtherConn struct {
 
 func (c *passedOtherConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { c.l.send(recClosed, 0) })
+	c.once.Do(c.l.closed)
 	return err
 }
 

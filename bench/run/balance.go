@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -29,7 +31,13 @@ type balanceConfig struct {
 	Duration time.Duration // each throughput and churn run
 	Idle     int           // idle keep-alive connections for the idle case
 	Churn    int           // clients of the churn load
+	Node     bool          // also run the Node cluster (examples/node/bin.js) where it applies
 }
+
+// nodeName is the Node cluster contender: examples/node's bin.js, Node's
+// cluster module (its primary accepts and hands connections out round-robin).
+// It runs the spread, keep-alive and churn cases, not the idle one.
+const nodeName = "node cluster"
 
 var balancePolicies = []string{"least-conn", "shared", "sticky"}
 
@@ -38,9 +46,26 @@ type balanceSample struct {
 	Exact     map[int]int        // by c: trials whose spread was exact
 	Trials    map[int]int        // by c: trials run
 	KeepAlive map[string]float64 // "c=2 /" → req/s
+	ReqShare  map[int]float64    // by c: the busiest worker's share of the requests over c keep-alive connections
 	IdleRate  float64            // new connections/s with Idle idle connections open
 	Churn     float64            // new connections/s, no idle connections
 	Failed    int64              // failed requests in the churn and idle runs
+	Mixed     mixedResult        // issue 9's mixed load
+}
+
+// The mixed load of issue 9: mixedFast keep-alive connections on / and, at
+// the same time, mixedHeavy on mixedPath.
+const (
+	mixedFast  = 40
+	mixedHeavy = 2
+	mixedPath  = "/api/300000000"
+)
+
+type mixedResult struct {
+	FastRPS  float64
+	FastP99  time.Duration
+	HeavyRPS float64
+	Failed   int64
 }
 
 func runBalance(ctx context.Context, cfg config, bc balanceConfig, bin, work string) (string, error) {
@@ -48,6 +73,13 @@ func runBalance(ctx context.Context, cfg config, bc balanceConfig, bin, work str
 	cs := []contender{{Name: "plain"}}
 	for _, b := range balancePolicies {
 		cs = append(cs, contender{Name: "herd " + b, Herd: true, Workers: n, Balance: b})
+	}
+	if bc.Node {
+		if err := nodeAvailable(); err != nil {
+			logf("balance: no Node cluster contender: %v", err)
+		} else {
+			cs = append(cs, contender{Name: nodeName, Workers: n})
+		}
 	}
 	res := map[string][]balanceSample{}
 	started := time.Now()
@@ -67,20 +99,31 @@ func runBalance(ctx context.Context, cfg config, bc balanceConfig, bin, work str
 }
 
 func measureBalance(ctx context.Context, cfg config, bc balanceConfig, c contender, n int, bin, work string) (sm balanceSample, err error) {
-	s, err := start(ctx, c, bin, work)
+	var addr string
+	var stop func() error
+	if c.Name == nodeName {
+		addr, stop, err = startNode(ctx, n)
+	} else {
+		var s *server
+		s, err = start(ctx, c, bin, work)
+		if err == nil {
+			addr, stop = s.addr, s.stop
+		}
+	}
 	if err != nil {
 		return sm, err
 	}
 	defer func() {
-		if serr := s.stop(); serr != nil && err == nil {
+		if serr := stop(); serr != nil && err == nil {
 			err = serr
 		}
 	}()
-	sm = balanceSample{Exact: map[int]int{}, Trials: map[int]int{}, KeepAlive: map[string]float64{}}
+	workers := c.Herd || c.Name == nodeName
+	sm = balanceSample{Exact: map[int]int{}, Trials: map[int]int{}, KeepAlive: map[string]float64{}, ReqShare: map[int]float64{}}
 	for _, conns := range []int{n, 2 * n} {
-		if c.Herd {
+		if workers {
 			for range bc.Trials {
-				exact, err := spreadTrial(s.addr, conns, n)
+				exact, err := spreadTrial(addr, conns, n)
 				if err != nil {
 					return sm, err
 				}
@@ -89,29 +132,161 @@ func measureBalance(ctx context.Context, cfg config, bc balanceConfig, c contend
 					sm.Exact[conns]++
 				}
 			}
+			share, err := requestShare(addr, conns, bc.Duration)
+			if err != nil {
+				return sm, err
+			}
+			sm.ReqShare[conns] = share
 		}
 		for _, path := range []string{"/", "/api/10000000"} {
 			wc := cfg
 			wc.Conns, wc.Threads = conns, min(conns, 2)
-			w, _, err := runWrk(ctx, wc, bc.Duration, s.url(path))
+			w, _, err := runWrk(ctx, wc, bc.Duration, "http://"+addr+path)
 			if err != nil {
 				return sm, err
 			}
 			sm.KeepAlive[fmt.Sprintf("c=%d %s", conns, path)] = w.RPS
 		}
 	}
-	rate, failed := churn(s.addr, bc.Churn, bc.Duration)
-	sm.Churn, sm.Failed = rate, failed
-	idle, err := openIdle(s.addr, bc.Idle)
+	sm.Mixed = mixedLoad(addr, 3*bc.Duration)
+	rate, failed := churn(addr, bc.Churn, bc.Duration)
+	sm.Churn, sm.Failed = rate, failed+sm.Mixed.Failed
+	if c.Name == nodeName {
+		return sm, nil
+	}
+	idle, err := openIdle(addr, bc.Idle)
 	if err != nil {
 		return sm, err
 	}
-	rate, failed = churn(s.addr, bc.Churn, bc.Duration)
+	rate, failed = churn(addr, bc.Churn, bc.Duration)
 	sm.IdleRate, sm.Failed = rate, sm.Failed+failed
 	for _, ic := range idle {
 		closeNow(ic)
 	}
 	return sm, nil
+}
+
+// mixedLoad runs mixedFast keep-alive connections sending GET / back to
+// back and, at once, mixedHeavy sending GET mixedPath, for d; it returns
+// each kind's rate and the fast requests' p99 latency.
+func mixedLoad(addr string, d time.Duration) mixedResult {
+	var mu sync.Mutex
+	var fast []time.Duration
+	var heavy int
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	end := start.Add(d)
+	run := func(path string, record func(time.Duration)) {
+		defer wg.Done()
+		var c net.Conn
+		var br *bufio.Reader
+		for time.Now().Before(end) {
+			if c == nil {
+				var err error
+				if c, err = net.DialTimeout("tcp", addr, 10*time.Second); err != nil {
+					failed.Add(1)
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				br = bufio.NewReader(c)
+			}
+			t0 := time.Now()
+			if _, _, err := requestBody(c, br, path); err != nil {
+				failed.Add(1)
+				closeNow(c)
+				c = nil
+				continue
+			}
+			record(time.Since(t0))
+		}
+		if c != nil {
+			closeNow(c)
+		}
+	}
+	for range mixedFast {
+		wg.Add(1)
+		go run("/", func(l time.Duration) { mu.Lock(); fast = append(fast, l); mu.Unlock() })
+	}
+	for range mixedHeavy {
+		wg.Add(1)
+		go run(mixedPath, func(time.Duration) { mu.Lock(); heavy++; mu.Unlock() })
+	}
+	wg.Wait()
+	el := time.Since(start).Seconds()
+	r := mixedResult{FastRPS: float64(len(fast)) / el, HeavyRPS: float64(heavy) / el, Failed: failed.Load()}
+	if len(fast) > 0 {
+		slices.Sort(fast)
+		r.FastP99 = fast[len(fast)*99/100]
+	}
+	return r
+}
+
+// requestShare opens conns keep-alive connections at once, each sending
+// GET /pid back to back for d, and returns the busiest worker's share of
+// all the requests (1/N is a perfect spread over N workers).
+func requestShare(addr string, conns int, d time.Duration) (float64, error) {
+	var mu sync.Mutex
+	per := map[string]int{}
+	total := 0
+	errC := make(chan error, conns)
+	end := time.Now().Add(d)
+	for range conns {
+		go func() {
+			c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+			if err != nil {
+				errC <- err
+				return
+			}
+			defer closeNow(c)
+			br := bufio.NewReader(c)
+			mine := map[string]int{}
+			for time.Now().Before(end) {
+				w, err := requestWorker(c, br)
+				if err != nil {
+					errC <- err
+					return
+				}
+				mine[w]++
+			}
+			mu.Lock()
+			for w, k := range mine {
+				per[w] += k
+				total += k
+			}
+			mu.Unlock()
+			errC <- nil
+		}()
+	}
+	for range conns {
+		if err := <-errC; err != nil {
+			return 0, fmt.Errorf("request spread: %w", err)
+		}
+	}
+	most := 0
+	for _, k := range per {
+		most = max(most, k)
+	}
+	if total == 0 {
+		return 0, errors.New("request spread: no request answered")
+	}
+	return float64(most) / float64(total), nil
+}
+
+// requestWorker sends GET /pid on c and returns the process that answered
+// (herd's workers and Node's app both answer {"processid": pid}).
+func requestWorker(c net.Conn, br *bufio.Reader) (string, error) {
+	_, body, err := requestBody(c, br, "/pid")
+	if err != nil {
+		return "", err
+	}
+	var v struct {
+		PID int `json:"processid"`
+	}
+	if err := json.Unmarshal(body, &v); err != nil || v.PID == 0 {
+		return "", fmt.Errorf("GET /pid answered %q", body)
+	}
+	return strconv.Itoa(v.PID), nil
 }
 
 // spreadTrial opens conns keep-alive connections one after the other, one
@@ -132,11 +307,11 @@ func spreadTrial(addr string, conns, n int) (bool, error) {
 			return false, err
 		}
 		open = append(open, c)
-		h, err := request(c, bufio.NewReader(c), "/pid")
+		w, err := requestWorker(c, bufio.NewReader(c))
 		if err != nil {
 			return false, err
 		}
-		per[h.Get("X-Worker-Id")]++
+		per[w]++
 	}
 	lo, hi := conns/n, (conns+n-1)/n
 	if lo > 0 && len(per) != n {
@@ -152,20 +327,30 @@ func spreadTrial(addr string, conns, n int) (bool, error) {
 
 // request sends GET path on c and reads the answer.
 func request(c net.Conn, br *bufio.Reader, path string) (http.Header, error) {
+	h, _, err := requestBody(c, br, path)
+	return h, err
+}
+
+// requestBody sends GET path on c and returns the answer's header and body
+// (at most 4 KiB of it).
+func requestBody(c net.Conn, br *bufio.Reader, path string) (http.Header, []byte, error) {
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: bench\r\n\r\n", path); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	_, err = io.Copy(io.Discard, resp.Body)
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+	}
 	resp.Body.Close()
 	if err == nil && resp.StatusCode != 200 {
 		err = fmt.Errorf("status %s", resp.Status)
 	}
-	return resp.Header, err
+	return resp.Header, body, err
 }
 
 // closeNow closes c with a reset: no TIME_WAIT on the client, so that
@@ -249,12 +434,20 @@ func renderBalance(res map[string][]balanceSample, cs []contender, bc balanceCon
 	p("`go run ./bench/run -balance-only` (part of `make bench`): %d rounds, each running every contender once in a rotated order; "+
 		"herd with %d workers (this machine's GOMAXPROCS) under each `--balance` policy against plain net/http. "+
 		"Machine: %s; load average %s at the start, %s at the end; %s in all.\n\n", bc.Rounds, n, fmt.Sprintf("%d cores (%s), Linux %s, %s", m.Cores, m.CPU.Model, m.Kernel, m.Go), load0, load1, took.Round(time.Second))
-	p("- **spread**: c keep-alive connections opened one after the other, one request each; a trial is exact when every worker holds ⌊c/N⌋ or ⌈c/N⌉ (X-Worker-Id). %d trials per round.\n", bc.Trials)
+	p("- **spread**: c keep-alive connections opened one after the other, one request each; a trial is exact when every worker holds ⌊c/N⌋ or ⌈c/N⌉ (the process answering GET /pid). %d trials per round.\n", bc.Trials)
+	p("- **busiest worker's requests**: c keep-alive connections opened at once, each sending GET /pid back to back for %v; the share of all requests the busiest worker served, median of the rounds (%.1f%% is a perfect spread over %d workers).\n", bc.Duration, 100/float64(n), n)
+	if bc.Node {
+		p("- **%s**: examples/node's bin.js, Node's cluster module with %d workers (its primary hands connections out round-robin); spread, keep-alive and churn only.\n", nodeName, n)
+	}
 	p("- **keep-alive req/s**: wrk, c connections, %v, median of the rounds (ratio to plain in brackets).\n", bc.Duration)
+	p("- **mixed**: issue 9's mixed load: %d keep-alive connections sending GET / back to back and, at the same time, %d sending GET %s, for %v; each kind's rate (ratio to plain) and the fast requests' p99, median of the rounds.\n", mixedFast, mixedHeavy, mixedPath, 3*bc.Duration)
 	p("- **churn**: %d clients, each opening a connection per request (`GET /`, closed after the answer), %v; **idle**: the same with %d idle keep-alive connections open.\n\n", bc.Churn, bc.Duration, bc.Idle)
 	header := []string{"contender"}
 	for _, c := range []int{n, 2 * n} {
 		header = append(header, fmt.Sprintf("spread c=%d", c))
+	}
+	for _, c := range []int{n, 2 * n} {
+		header = append(header, fmt.Sprintf("busiest worker's requests c=%d", c))
 	}
 	keys := []string{}
 	for _, c := range []int{n, 2 * n} {
@@ -263,7 +456,7 @@ func renderBalance(res map[string][]balanceSample, cs []contender, bc balanceCon
 		}
 	}
 	header = append(header, keys...)
-	header = append(header, "churn conn/s", fmt.Sprintf("idle %d conn/s", bc.Idle), "failed")
+	header = append(header, "churn conn/s", fmt.Sprintf("idle %d conn/s", bc.Idle), "mixed: / req/s", "mixed: / p99 ms", "mixed: "+mixedPath+" req/s", "failed")
 	p("| %s |\n|%s\n", strings.Join(header, " | "), strings.Repeat("---|", len(header)))
 	ratio := func(v, base float64) string {
 		if base <= 0 || len(plain) == 0 {
@@ -274,7 +467,7 @@ func renderBalance(res map[string][]balanceSample, cs []contender, bc balanceCon
 	for _, c := range cs {
 		row := []string{c.Name}
 		for _, k := range []int{n, 2 * n} {
-			if !c.Herd {
+			if !c.Herd && c.Name != nodeName {
 				row = append(row, "—")
 				continue
 			}
@@ -285,12 +478,35 @@ func renderBalance(res map[string][]balanceSample, cs []contender, bc balanceCon
 			}
 			row = append(row, fmt.Sprintf("%d/%d exact", exact, trials))
 		}
+		for _, k := range []int{n, 2 * n} {
+			if !c.Herd && c.Name != nodeName {
+				row = append(row, "—")
+				continue
+			}
+			row = append(row, fmt.Sprintf("%.1f%%", 100*med(c.Name, func(s balanceSample) float64 { return s.ReqShare[k] })))
+		}
 		for _, key := range keys {
 			v := med(c.Name, func(s balanceSample) float64 { return s.KeepAlive[key] })
 			row = append(row, ratio(v, med("plain", func(s balanceSample) float64 { return s.KeepAlive[key] })))
 		}
 		row = append(row, ratio(med(c.Name, func(s balanceSample) float64 { return s.Churn }), med("plain", func(s balanceSample) float64 { return s.Churn })))
-		row = append(row, ratio(med(c.Name, func(s balanceSample) float64 { return s.IdleRate }), med("plain", func(s balanceSample) float64 { return s.IdleRate })))
+		if c.Name == nodeName {
+			row = append(row, "—")
+		} else {
+			row = append(row, ratio(med(c.Name, func(s balanceSample) float64 { return s.IdleRate }), med("plain", func(s balanceSample) float64 { return s.IdleRate })))
+		}
+		mixed := func(f func(mixedResult) float64) func(balanceSample) float64 {
+			return func(s balanceSample) float64 { return f(s.Mixed) }
+		}
+		row = append(row, ratio(med(c.Name, mixed(func(m mixedResult) float64 { return m.FastRPS })), med("plain", mixed(func(m mixedResult) float64 { return m.FastRPS }))))
+		row = append(row, fmt.Sprintf("%.1f", med(c.Name, mixed(func(m mixedResult) float64 { return float64(m.FastP99) / float64(time.Millisecond) }))))
+		heavy := med(c.Name, mixed(func(m mixedResult) float64 { return m.HeavyRPS }))
+		heavyPlain := med("plain", mixed(func(m mixedResult) float64 { return m.HeavyRPS }))
+		if heavyPlain > 0 {
+			row = append(row, fmt.Sprintf("%.1f (%.2f×)", heavy, heavy/heavyPlain))
+		} else {
+			row = append(row, fmt.Sprintf("%.1f", heavy))
+		}
 		var failed int64
 		for _, s := range res[c.Name] {
 			failed += s.Failed

@@ -72,13 +72,14 @@ func main() {
 	flag.DurationVar(&cfg.Bal.Duration, "balance-d", 2*time.Second, "balancing: duration of each throughput and churn run")
 	flag.IntVar(&cfg.Bal.Idle, "balance-idle", 5000, "balancing: idle keep-alive connections in the idle case")
 	flag.IntVar(&cfg.Bal.Churn, "balance-churn", 50, "balancing: clients of the new-connection-per-request load")
+	flag.BoolVar(&cfg.Bal.Node, "balance-node", true, "balancing: also run the Node cluster (examples/node/bin.js; needs node and npm ci there) where it applies")
 	flag.BoolVar(&cfg.Metrics, "metrics", true, "also run the metrics section (metrics on against off; scrapes after many recycles)")
 	flag.BoolVar(&cfg.MetricsOnly, "metrics-only", false, "run only the metrics section; with -out, replace that section of the file")
 	defineMetricsFlags(&cfg.Met)
 	flag.Parse()
 	if cfg.Quick {
 		cfg.Met = quickMetrics
-		cfg.Bal = balanceConfig{Rounds: 1, Trials: 2, Duration: time.Second, Idle: 500, Churn: 20}
+		cfg.Bal = balanceConfig{Rounds: 1, Trials: 2, Duration: time.Second, Idle: 500, Churn: 20, Node: cfg.Bal.Node}
 		cfg.Rounds, cfg.Duration, cfg.Warmup, cfg.Singles, cfg.Settle = 1, time.Second, 500*time.Millisecond, 5, 3*time.Second
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
