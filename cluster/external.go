@@ -22,7 +22,10 @@ import (
 //   - "{fd}" in its arguments, replaced by 3 ("{port}" by the port);
 //   - for Node.js, a preload module (in NODE_OPTIONS) that turns
 //     listen(PORT) on herd's port into listen({fd: 3}); PORT and HERD_PORT
-//     hold the port.
+//     hold the port. On StopSignal (HERD_STOP_SIGNAL), if the program has
+//     no handler of its own for it, the preload drains its HTTP servers
+//     (stop accepting, Connection: close, idle connections closed after a
+//     second) and exits 0 once their connections are gone.
 //
 // HERD_RUN_WORKER holds the worker's id (1..N). NOTIFY_SOCKET is a private
 // sd_notify socket per worker: READY=1 on it marks the worker ready, and

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/herd-go/herd/internal/listen"
 	"github.com/herd-go/herd/internal/procstat"
 )
@@ -279,7 +281,7 @@ func (e *external) env(id int, notifyPath string, files []listen.Named) []string
 		switch k {
 		case EnvWorkerID, EnvRunWorker, listen.EnvFDs, listen.EnvFDNames, "LISTEN_PID",
 			"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
-			"EINHORN_FD_COUNT", "EINHORN_FD_0", "SERVER_STARTER_PORT", envHelper, envExecArgv, "HERD_PORT", "PORT":
+			"EINHORN_FD_COUNT", "EINHORN_FD_0", "SERVER_STARTER_PORT", envHelper, envExecArgv, "HERD_PORT", "PORT", envStopSignal:
 			continue
 		case "NODE_OPTIONS":
 			nodeOpts = v
@@ -303,6 +305,7 @@ func (e *external) env(id int, notifyPath string, files []listen.Named) []string
 		"EINHORN_FD_0=3",
 		"SERVER_STARTER_PORT="+p.ln.Addr().String()+"=3",
 		"NODE_OPTIONS="+strings.TrimSpace(nodeOpts+" --require "+preload),
+		envStopSignal+"="+unix.SignalName(e.x.StopSignal),
 	)
 	if os.Getenv("GOMAXPROCS") == "" {
 		env = append(env, "GOMAXPROCS="+strconv.Itoa(p.workerProcs()))
