@@ -74,6 +74,7 @@ type runConfig struct {
 	ReadyAfter      time.Duration
 	MaxAge          time.Duration
 	Command         []string // after "--"
+	from            resolved // where each setting came from, for messages
 }
 
 // stopSignals are the signals --stop-signal accepts.
@@ -99,6 +100,7 @@ func loadRunConfig(args []string, lookupEnv func(string) (string, bool), dotenvP
 	if len(rest) > 0 {
 		return c, &configError{fmt.Sprintf("unexpected argument %q before \"--\" (herd run [flags] -- COMMAND [ARGS...])", rest[0])}
 	}
+	c.from = r
 	v := func(name string) string { return r.get(name).s }
 
 	if c.Port, err = strconv.Atoi(strings.TrimSpace(v("port"))); err != nil || c.Port < 0 || c.Port > 65535 {
@@ -205,7 +207,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if os.Getenv(cluster.EnvUpgradeFrom) == "" {
 		if ln, err := listen.TCP(opts.Addr); errors.Is(err, listen.ErrInUse) {
-			fmt.Fprintf(stderr, "herd: invalid --port/PORT %d: %s is already in use; choose another port or stop what is using it\n", cfg.Port, opts.Addr)
+			fmt.Fprintln(stderr, portInUse(serveConfig{from: cfg.from}, opts.Addr))
 			return exitUsage
 		} else if err == nil {
 			ln.Close()
@@ -218,7 +220,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case err == nil:
 		return exitOK
 	case errors.Is(err, listen.ErrInUse):
-		fmt.Fprintf(stderr, "herd: invalid --port/PORT %d: %s is already in use; choose another port or stop what is using it\n", cfg.Port, opts.Addr)
+		fmt.Fprintln(stderr, portInUse(serveConfig{from: cfg.from}, opts.Addr))
 		return exitUsage
 	default:
 		fmt.Fprintf(stderr, "herd: %v\n", err)

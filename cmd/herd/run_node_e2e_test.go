@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -156,5 +158,39 @@ process.on("SIGUSR2", () => { console.log("own handler"); setTimeout(() => proce
 	}
 	if n := len(p.Find(func(r herdtest.Record) bool { return strings.Contains(r.Str("line"), "own handler") })); n != 2 {
 		t.Errorf("%d workers said \"own handler\", want 2", n)
+	}
+}
+
+// herd run on a port in use: exit 2 and one line naming the setting and
+// where it came from, as herd serve says it.
+func TestRunPortInUseExits2WithOneLine(t *testing.T) {
+	t.Parallel()
+	herdtest.Binary(t) // built before runHerd's 30 s start
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { busy.Close() }) // after the parallel subtests
+	port := strconv.Itoa(busy.Addr().(*net.TCPAddr).Port)
+	dotenv := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dotenv, ".env"), []byte("# herd\nPORT="+port+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		o    runOpts
+		args []string
+		want []string
+	}{
+		{"--port", runOpts{}, []string{"--port", port}, []string{`invalid --port "` + port + `":`, "127.0.0.1:" + port + " is already in use"}},
+		{"PORT", runOpts{env: []string{"PORT=" + port}}, nil, []string{`invalid PORT "` + port + `" (from the environment):`, "already in use"}},
+		{".env", runOpts{dir: dotenv}, nil, []string{`invalid PORT "` + port + `" (from .env line 2):`, "already in use"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			args := append(append([]string{"run", "--host", "127.0.0.1"}, tc.args...), "--", "sleep", "60")
+			code, stdout, stderr := runHerd(t, tc.o, args...)
+			wantOneLine(t, code, stdout, stderr, tc.want...)
+		})
 	}
 }
