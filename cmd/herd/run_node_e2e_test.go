@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -192,5 +193,88 @@ func TestRunPortInUseExits2WithOneLine(t *testing.T) {
 			code, stdout, stderr := runHerd(t, tc.o, args...)
 			wantOneLine(t, code, stdout, stderr, tc.want...)
 		})
+	}
+}
+
+// acceptsLate is a server that opens for business only after argv[1]
+// seconds: then it accepts on its probe socket (fd 4) and serves HTTP on
+// herd's socket (fd 3). It says when it starts accepting.
+const acceptsLate = `import os, select, socket, sys, threading, time, http.server
+time.sleep(float(sys.argv[1]))
+print("accepting at %.6f" % time.time(), flush=True)
+probe = socket.socket(fileno=4)  # non-blocking, as herd passes it
+def probe_loop():
+    while True:
+        select.select([probe], [], [])
+        try:
+            c, _ = probe.accept()
+        except BlockingIOError:
+            continue
+        c.close()
+threading.Thread(target=probe_loop, daemon=True).start()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = str(os.getpid()).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = http.server.HTTPServer(("127.0.0.1", 0), H, bind_and_activate=False)
+srv.socket.close()
+srv.socket = socket.socket(fileno=3)
+srv.serve_forever()
+`
+
+// --ready-probe tcp: a worker is ready once the program has accepted a
+// connection on its private probe socket, not when the kernel completed the
+// connect: a program that sleeps 2 s before accepting is not ready before.
+func TestRunTCPProbeWaitsForAccept(t *testing.T) {
+	python := pythonPath(t)
+	prog := filepath.Join(t.TempDir(), "late.py")
+	if err := os.WriteFile(prog, []byte(acceptsLate), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startRun(t, []string{"--ready-probe", "tcp", "--ready-timeout", "60s"}, python, prog, "2")
+	p.WaitReady(60 * time.Second)
+	stamp := func(r herdtest.Record) time.Time {
+		ts, err := time.Parse(time.RFC3339Nano, r.Str("time"))
+		if err != nil {
+			t.Fatalf("record %v: %v", r, err)
+		}
+		return ts
+	}
+	pids := workerPIDs(t, p)
+	if len(pids) != 2 {
+		t.Fatalf("ready workers %v, want 2", pids)
+	}
+	for pid := range pids {
+		of := func(msg string) herdtest.Record {
+			rs := p.Find(func(r herdtest.Record) bool { return r.Msg() == msg && r.Int("pid") == pid })
+			if len(rs) != 1 {
+				t.Fatalf("worker %d: %d %q records, want 1", pid, len(rs), msg)
+			}
+			return rs[0]
+		}
+		started, ready := stamp(of("worker started")), stamp(of("worker listening"))
+		var accepting float64
+		line := p.WaitLog(30*time.Second, "the worker to say it accepts", func(r herdtest.Record) bool {
+			return r.Msg() == "worker output" && r.Int("pid") == pid && strings.HasPrefix(r.Str("line"), "accepting at")
+		}).Str("line")
+		if _, err := fmt.Sscanf(line, "accepting at %f", &accepting); err != nil {
+			t.Fatalf("worker %d said %q, want \"accepting at <time>\"", pid, line)
+		}
+		acceptedAt := time.Unix(0, int64(accepting*1e9))
+		t.Logf("worker %d: started %s, accepting %s later, ready %s later", pid, started.Format(time.StampMicro),
+			acceptedAt.Sub(started), ready.Sub(started))
+		if ready.Before(acceptedAt) || ready.Sub(started) < 2*time.Second {
+			t.Errorf("worker %d ready %s after start, %s after it began accepting; want ready only once it accepts (2 s after start)",
+				pid, ready.Sub(started), ready.Sub(acceptedAt))
+		}
+	}
+	code, _, body := p.Do(http.MethodGet, "/", "")
+	if pid, _ := strconv.Atoi(string(body)); code != 200 || !pids[pid] {
+		t.Errorf("GET /: %d %q, want 200 and a worker's pid %v", code, body, pids)
 	}
 }
