@@ -22,7 +22,10 @@ import (
 //   - "{fd}" in its arguments, replaced by 3 ("{port}" by the port);
 //   - for Node.js, a preload module (in NODE_OPTIONS) that turns
 //     listen(PORT) on herd's port into listen({fd: 3}); PORT and HERD_PORT
-//     hold the port.
+//     hold the port. On StopSignal (HERD_STOP_SIGNAL), if the program has
+//     no handler of its own for it, the preload drains its HTTP servers
+//     (stop accepting, Connection: close, idle connections closed after a
+//     second) and exits 0 once their connections are gone.
 //
 // HERD_RUN_WORKER holds the worker's id (1..N). NOTIFY_SOCKET is a private
 // sd_notify socket per worker: READY=1 on it marks the worker ready, and
@@ -51,7 +54,10 @@ type Exec struct {
 	//   "http:/path"  an answer below 500 to GET /path on a private probe
 	//                 socket passed as fd 4 (LISTEN_FDS=2,
 	//                 LISTEN_FDNAMES=http:probe), which the program must
-	//                 serve as well as fd 3.
+	//                 serve as well as fd 3;
+	//   "tcp"         the program accepted a connection on that probe
+	//                 socket (seen in the socket's accept queue: a connect
+	//                 alone succeeds before the program accepts).
 	ReadyProbe string
 	// ReadyAfter is how long a worker must stay alive to count as ready
 	// when ReadyProbe is "". Default DefaultReadyAfter.
@@ -66,6 +72,9 @@ const EnvRunWorker = "HERD_RUN_WORKER"
 
 // fdProbe names a worker's private probe socket.
 const fdProbe = "probe"
+
+// readyProbeTCP is Exec.ReadyProbe's value for the TCP probe.
+const readyProbeTCP = "tcp"
 
 // Helper roles of this binary, chosen by envHelper.
 const (
@@ -93,8 +102,8 @@ func (x Exec) check() error {
 	if x.Path == "" || len(x.Args) == 0 {
 		return fmt.Errorf("%w: no program to run", ErrBadExec)
 	}
-	if x.ReadyProbe != "" && x.ReadyProbe != "notify" && !strings.HasPrefix(x.ReadyProbe, "http:/") {
-		return fmt.Errorf("%w: ReadyProbe %q is not \"\", \"notify\" or \"http:/path\"", ErrBadExec, x.ReadyProbe)
+	if x.ReadyProbe != "" && x.ReadyProbe != "notify" && x.ReadyProbe != readyProbeTCP && !strings.HasPrefix(x.ReadyProbe, "http:/") {
+		return fmt.Errorf("%w: ReadyProbe %q is not \"\", \"notify\", \"tcp\" or \"http:/path\"", ErrBadExec, x.ReadyProbe)
 	}
 	return nil
 }

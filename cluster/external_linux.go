@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/herd-go/herd/internal/listen"
 	"github.com/herd-go/herd/internal/procstat"
 )
@@ -179,7 +181,8 @@ func (e *external) spawn(p *primary, id int) (int, handle, error) {
 	}
 	files := []listen.Named{{Name: fdHTTP, File: p.lnF}}
 	var probeAddr string
-	if strings.HasPrefix(e.x.ReadyProbe, "http:") {
+	var probeF *os.File // the primary's copy of the probe socket, open until the program exits
+	if strings.HasPrefix(e.x.ReadyProbe, "http:") || e.x.ReadyProbe == readyProbeTCP {
 		pl, err := listen.TCP("127.0.0.1:0")
 		if err != nil {
 			return fail(fmt.Errorf("cluster: probe socket for worker %d: %w", id, err))
@@ -190,7 +193,7 @@ func (e *external) spawn(p *primary, id int) (int, handle, error) {
 			return fail(fmt.Errorf("cluster: probe socket for worker %d: %w", id, err))
 		}
 		cleanup = append(cleanup, func() { pf.Close() })
-		probeAddr = pl.Addr().String()
+		probeAddr, probeF = pl.Addr().String(), pf
 		files = append(files, listen.Named{Name: fdProbe, File: pf})
 	}
 	outR, outW, err := os.Pipe()
@@ -233,6 +236,8 @@ func (e *external) spawn(p *primary, id int) (int, handle, error) {
 	stopC := make(chan struct{}) // closed once the program has exited
 	go e.readNotify(notify, pid, stopC)
 	switch {
+	case e.x.ReadyProbe == readyProbeTCP:
+		go e.probeTCP(probeAddr, probeF, pid, stopC)
 	case probeAddr != "":
 		go e.probeHTTP(probeAddr, strings.TrimPrefix(e.x.ReadyProbe, "http:"), pid, stopC)
 	case e.x.ReadyProbe == "":
@@ -279,7 +284,7 @@ func (e *external) env(id int, notifyPath string, files []listen.Named) []string
 		switch k {
 		case EnvWorkerID, EnvRunWorker, listen.EnvFDs, listen.EnvFDNames, "LISTEN_PID",
 			"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
-			"EINHORN_FD_COUNT", "EINHORN_FD_0", "SERVER_STARTER_PORT", envHelper, envExecArgv, "HERD_PORT", "PORT":
+			"EINHORN_FD_COUNT", "EINHORN_FD_0", "SERVER_STARTER_PORT", envHelper, envExecArgv, "HERD_PORT", "PORT", envStopSignal:
 			continue
 		case "NODE_OPTIONS":
 			nodeOpts = v
@@ -303,6 +308,7 @@ func (e *external) env(id int, notifyPath string, files []listen.Named) []string
 		"EINHORN_FD_0=3",
 		"SERVER_STARTER_PORT="+p.ln.Addr().String()+"=3",
 		"NODE_OPTIONS="+strings.TrimSpace(nodeOpts+" --require "+preload),
+		envStopSignal+"="+unix.SignalName(e.x.StopSignal),
 	)
 	if os.Getenv("GOMAXPROCS") == "" {
 		env = append(env, "GOMAXPROCS="+strconv.Itoa(p.workerProcs()))
@@ -360,6 +366,77 @@ func (e *external) probeHTTP(addr, path string, pid int, stopC <-chan struct{}) 
 			return
 		}
 	}
+}
+
+// probeTCPSettle is how long after its connect returned the TCP probe
+// takes an empty accept queue to mean that the program accepted: the
+// handshake's last ACK crosses loopback in microseconds, and until it has,
+// the connection is not yet in the queue.
+const probeTCPSettle = 100 * time.Millisecond
+
+// probeTCP marks the worker ready once the program has accepted a
+// connection on its private probe socket. A connect alone proves nothing
+// (the kernel completes it on the listening socket, which the primary holds
+// too, before the program calls accept), so the probe connects once and
+// then watches the socket's accept queue (TCP_INFO): while the connection
+// waits there the program has not accepted; once the queue is empty again
+// (having held the connection, or probeTCPSettle after the connect) it has.
+// Nobody else connects to the probe socket: it listens on 127.0.0.1 on a
+// port only the primary knows.
+func (e *external) probeTCP(addr string, f *os.File, pid int, stopC <-chan struct{}) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	var conn net.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	var connected time.Time
+	seen := false // the connection was seen waiting in the queue
+	for {
+		select {
+		case <-stopC:
+			return
+		case <-t.C:
+		}
+		if conn == nil {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err != nil {
+				continue
+			}
+			conn, connected = c, time.Now()
+		}
+		q, ok := acceptQueue(f)
+		if !ok {
+			continue
+		}
+		if q > 0 {
+			seen = true
+			continue
+		}
+		if seen || time.Since(connected) >= probeTCPSettle {
+			e.p.send(evReady{pid})
+			return
+		}
+	}
+}
+
+// acceptQueue returns how many connections wait in listening socket f's
+// accept queue (TCP_INFO's tcpi_unacked for a socket in the LISTEN state,
+// as backlog reads it); ok is false if the kernel does not say.
+func acceptQueue(f *os.File) (n uint32, ok bool) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, false
+	}
+	_ = rc.Control(func(fd uintptr) {
+		ti, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err == nil && ti.State == unix.BPF_TCP_LISTEN {
+			n, ok = ti.Unacked, true
+		}
+	})
+	return n, ok
 }
 
 // sampleRSS reports the resident memory of the program's process tree

@@ -63,12 +63,14 @@ func TestExecArgsPlaceholdersAndCheck(t *testing.T) {
 	if want := []string{"prog{fd}", "--fd", "3", "--listen=:8080"}; strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("args = %q, want %q (argv[0] untouched)", got, want)
 	}
-	for _, bad := range []Exec{{}, {Path: "/bin/prog"}, {Path: "/bin/prog", Args: []string{"prog"}, ReadyProbe: "tcp"}} {
+	for _, bad := range []Exec{{}, {Path: "/bin/prog"}, {Path: "/bin/prog", Args: []string{"prog"}, ReadyProbe: "tcp:80"}} {
 		if err := bad.check(); err == nil {
 			t.Errorf("check(%+v) = nil, want an error", bad)
 		}
 	}
-	if err := (Exec{Path: "/bin/prog", Args: []string{"prog"}, ReadyProbe: "http:/healthz"}).check(); err != nil {
-		t.Errorf("check with an http probe: %v", err)
+	for _, probe := range []string{"", "notify", "tcp", "http:/healthz"} {
+		if err := (Exec{Path: "/bin/prog", Args: []string{"prog"}, ReadyProbe: probe}).check(); err != nil {
+			t.Errorf("check with ReadyProbe %q: %v", probe, err)
+		}
 	}
 }

@@ -41,7 +41,7 @@ var runSettings = append(pickFrom(serveSettings,
 	"port", "host", "workers", "shutdown-timeout", "log-format", "ready-timeout",
 	"worker-timeout", "max-memory", "pid-file", "control-socket", "admin-addr", "admin-token"),
 	setting{flag: "stop-signal", env: "STOP_SIGNAL", def: "SIGTERM", usage: "signal that asks a worker to finish in-flight requests and exit (then SIGKILL of its process group after --shutdown-timeout)"},
-	setting{flag: "ready-probe", env: "READY_PROBE", def: "", usage: "when a worker is ready, besides READY=1 on NOTIFY_SOCKET: empty (alive for --ready-after), notify (READY=1 only) or http:/path (GET on the worker's private probe socket, fd 4)"},
+	setting{flag: "ready-probe", env: "READY_PROBE", def: "", usage: "when a worker is ready, besides READY=1 on NOTIFY_SOCKET: empty (alive for --ready-after), notify (READY=1 only), http:/path (GET on the worker's private probe socket, fd 4) or tcp (the program accepted a connection on that socket)"},
 	setting{flag: "ready-after", env: "READY_AFTER", def: "1s", usage: "with no --ready-probe: a worker alive this long counts as ready (the weakest sign)"},
 	setting{flag: "max-age", env: "MAX_AGE", def: "", usage: "recycle a worker once it has been ready this long, replacement first, e.g. 24h (empty: never)"},
 )
@@ -74,6 +74,7 @@ type runConfig struct {
 	ReadyAfter      time.Duration
 	MaxAge          time.Duration
 	Command         []string // after "--"
+	from            resolved // where each setting came from, for messages
 }
 
 // stopSignals are the signals --stop-signal accepts.
@@ -99,6 +100,7 @@ func loadRunConfig(args []string, lookupEnv func(string) (string, bool), dotenvP
 	if len(rest) > 0 {
 		return c, &configError{fmt.Sprintf("unexpected argument %q before \"--\" (herd run [flags] -- COMMAND [ARGS...])", rest[0])}
 	}
+	c.from = r
 	v := func(name string) string { return r.get(name).s }
 
 	if c.Port, err = strconv.Atoi(strings.TrimSpace(v("port"))); err != nil || c.Port < 0 || c.Port > 65535 {
@@ -141,8 +143,8 @@ func loadRunConfig(args []string, lookupEnv func(string) (string, bool), dotenvP
 		return c, r.bad("stop-signal", "must be one of SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH")
 	}
 	c.ReadyProbe = strings.TrimSpace(v("ready-probe"))
-	if p := c.ReadyProbe; p != "" && p != "notify" && (!strings.HasPrefix(p, "http:/") || strings.ContainsAny(p, " \t")) {
-		return c, r.bad("ready-probe", "must be empty, notify or http:/path (tcp cannot tell: herd's socket accepts connections before the program does)")
+	if p := c.ReadyProbe; p != "" && p != "notify" && p != "tcp" && (!strings.HasPrefix(p, "http:/") || strings.ContainsAny(p, " \t")) {
+		return c, r.bad("ready-probe", "must be empty, notify, tcp or http:/path")
 	}
 	c.PIDFile = strings.TrimSpace(v("pid-file"))
 	c.ControlSocket = strings.TrimSpace(v("control-socket"))
@@ -205,7 +207,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if os.Getenv(cluster.EnvUpgradeFrom) == "" {
 		if ln, err := listen.TCP(opts.Addr); errors.Is(err, listen.ErrInUse) {
-			fmt.Fprintf(stderr, "herd: invalid --port/PORT %d: %s is already in use; choose another port or stop what is using it\n", cfg.Port, opts.Addr)
+			fmt.Fprintln(stderr, portInUse(serveConfig{from: cfg.from}, opts.Addr))
 			return exitUsage
 		} else if err == nil {
 			ln.Close()
@@ -218,7 +220,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case err == nil:
 		return exitOK
 	case errors.Is(err, listen.ErrInUse):
-		fmt.Fprintf(stderr, "herd: invalid --port/PORT %d: %s is already in use; choose another port or stop what is using it\n", cfg.Port, opts.Addr)
+		fmt.Fprintln(stderr, portInUse(serveConfig{from: cfg.from}, opts.Addr))
 		return exitUsage
 	default:
 		fmt.Fprintf(stderr, "herd: %v\n", err)
@@ -238,6 +240,8 @@ func readyWords(cfg runConfig) string {
 	switch {
 	case cfg.ReadyProbe == "notify":
 		return "READY=1 on NOTIFY_SOCKET"
+	case cfg.ReadyProbe == "tcp":
+		return "READY=1 on NOTIFY_SOCKET or a connection accepted on the probe socket (fd 4)"
 	case cfg.ReadyProbe != "":
 		return "READY=1 on NOTIFY_SOCKET or GET " + strings.TrimPrefix(cfg.ReadyProbe, "http:") + " on the probe socket (fd 4)"
 	default:

@@ -26,7 +26,7 @@ func TestRunBadInput(t *testing.T) {
 		{"unknown flag", []string{"run", "--enable-crash-endpoint", "--", "true"}, "flag provided but not defined: -enable-crash-endpoint"},
 		{"bad workers", []string{"run", "--workers", "0", "--", "true"}, "invalid --workers \"0\""},
 		{"bad stop signal", []string{"run", "--stop-signal", "SIGFOO", "--", "true"}, "invalid --stop-signal \"SIGFOO\""},
-		{"tcp probe", []string{"run", "--ready-probe", "tcp", "--", "true"}, "invalid --ready-probe \"tcp\""},
+		{"bad probe", []string{"run", "--ready-probe", "tcp:80", "--", "true"}, "invalid --ready-probe \"tcp:80\""},
 		{"bad ready-after", []string{"run", "--ready-after", "-1s", "--", "true"}, "invalid --ready-after"},
 		{"bad max-age", []string{"run", "--max-age", "10ms", "--", "true"}, "invalid --max-age"},
 		{"bad max-memory", []string{"run", "--max-memory", "lots", "--", "true"}, "invalid --max-memory"},

@@ -43,5 +43,7 @@ if (cluster.isPrimary) {
     });
   });
 } else {
-  await import("./server.js");
+  // WORKER_SCRIPT: which server each worker runs (default server.js; the
+  // comparison also runs reference.js, the reference as written).
+  await import(new URL(process.env.WORKER_SCRIPT || "./server.js", import.meta.url).href);
 }
