@@ -52,6 +52,9 @@ type Heartbeat struct {
 	// connection (out of descriptors); AcceptError is the latest.
 	AcceptErrors uint64 `json:"acceptErrors,omitempty"`
 	AcceptError  string `json:"acceptError,omitempty"`
+	// AcceptFailing: the worker's accepts fail now (it has no descriptor
+	// to spare, health.go); the primary shows it as StateUnhealthy.
+	AcceptFailing bool `json:"acceptFailing,omitempty"`
 
 	Figures `json:"figures"` // request figures (metrics.go)
 }
@@ -75,6 +78,7 @@ type Worker struct {
 
 	requests atomic.Uint64
 	accept   acceptStats
+	health   acceptHealth          // whether accepts fail now (health.go)
 	conns    atomic.Pointer[conns] // Serve's connections, once serving
 	metrics  *reqMetrics           // nil: not counted (metrics.go)
 	readyC   chan struct{}         // closed by Ready
@@ -288,6 +292,7 @@ func runWorker(ctx context.Context, id int, opts Options, fn func(context.Contex
 		return err
 	}
 	w := &Worker{ID: id, log: newWorkerLogger(os.Stderr), opts: opts, metrics: newReqMetrics(), readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout, unreadyC: make(chan struct{})}
+	w.accept.failC = make(chan struct{}, 1)
 	if f := files[fdConns]; f != nil {
 		// The primary accepts and passes connections: this worker never
 		// accepts from the shared socket, and keeps only its address.
@@ -374,6 +379,10 @@ func (w *Worker) heartbeats(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-w.accept.failC:
+			if w.health.failing.Load() {
+				continue // already reported: the next beat says whether it still fails
+			}
 		}
 		if err := w.conn.Notify(msgHeartbeat, w.heartbeat()); err != nil {
 			return
@@ -385,7 +394,7 @@ func (w *Worker) heartbeat() Heartbeat {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	hb := Heartbeat{Requests: w.requests.Load(), RSS: procstat.RSS(), HeapAlloc: ms.HeapAlloc, Goroutines: runtime.NumGoroutine(),
-		AcceptErrors: w.accept.errors.Load(), AcceptError: w.accept.lastError()}
+		AcceptErrors: w.accept.errors.Load(), AcceptError: w.accept.lastError(), AcceptFailing: w.health.check(&w.accept)}
 	if cs := w.conns.Load(); cs != nil {
 		hb.Conns = cs.open.Load()
 	}
