@@ -43,6 +43,12 @@ var (
 	ErrStartFailed = errors.New("cluster: failed at start")
 	// ErrClosed is returned by Worker.Call when the primary has gone away.
 	ErrClosed = errors.New("cluster: connection to the primary closed")
+	// ErrNotSent is wrapped by Worker.Call's error when the request was
+	// never written to the primary (it had gone away before, or the write
+	// failed): the primary cannot have acted on it, so a write may be
+	// retried. Any other failure after the request was written leaves its
+	// outcome unknown.
+	ErrNotSent = errors.New("cluster: request not sent to the primary")
 )
 
 // IsWorker reports whether this process was started as a worker by a

@@ -118,17 +118,41 @@ func (w *Worker) Requests() uint64 { return w.requests.Load() }
 
 // Call sends a request to the primary's Options.Calls handler and decodes
 // the reply into resp. It blocks until the reply, ctx's end, or the
-// primary's departure (ErrClosed).
+// primary's departure (ErrClosed). Its error wraps ErrNotSent when the
+// request was never written to the primary: then the primary did not act
+// on it. After any other error it may have.
 func (w *Worker) Call(ctx context.Context, method string, req, resp any) error {
 	if w.conn == nil {
 		return ErrNoPrimary
 	}
 	err := w.conn.Call(ctx, method, req, resp)
-	if errors.Is(err, ipc.ErrClosed) {
+	switch {
+	case errors.Is(err, ipc.ErrNotSent):
+		return &notSentError{method: method, err: err}
+	case errors.Is(err, ipc.ErrClosed):
 		return fmt.Errorf("%w: %s", ErrClosed, method)
 	}
 	return err
 }
+
+// notSentError is Worker.Call's error for a request never written to the
+// primary. It is ErrNotSent, ErrClosed when the link is closed, and
+// unwraps to the ipc error (so that store's remote backend, which knows
+// ipc and not this package, recognizes it too).
+type notSentError struct {
+	method string
+	err    error
+}
+
+func (e *notSentError) Error() string {
+	return fmt.Sprintf("cluster: %s not sent to the primary: %v", e.method, e.err)
+}
+
+func (e *notSentError) Is(target error) bool {
+	return target == ErrNotSent || target == ErrClosed && errors.Is(e.err, ipc.ErrClosed) //nolint:errorlint // sentinels compared by identity, as errors.Is asks of an Is method
+}
+
+func (e *notSentError) Unwrap() error { return e.err }
 
 // WorkerStatus is one worker as the primary sees it.
 type WorkerStatus struct {
@@ -310,6 +334,11 @@ func runWorker(ctx context.Context, id int, opts Options, fn func(context.Contex
 	// (Ctrl-C in a terminal) must not kill workers behind its back. A
 	// SIGTERM sent to this worker alone drains it; the primary replaces it.
 	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2)
+	// The primary relays this worker's stderr: once the primary is gone, a
+	// log line must fail (EPIPE), not kill the worker with SIGPIPE while it
+	// finishes its requests. Notify rather than Ignore: the app's own
+	// children keep the default SIGPIPE.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 
 	log := w.log
 	wctx, drain := context.WithCancel(ctx)
