@@ -29,6 +29,13 @@ const (
 	//     may pass: a database restarting): restarted with backoff;
 	//   - a replacement during a reload or recycle: the reload fails and
 	//     the old workers keep serving.
+	//
+	// herd serve's own workers practically never exit with it: they take
+	// the configuration the primary has already checked, over IPC, and
+	// open nothing of their own that the primary did not check first. It
+	// is for programs built on this package whose workers set something
+	// up at start (examples/hello's HELLO_GREETING_FILE; the end-to-end
+	// test in cmd/herd runs that example).
 	ExitStartFailed = 3
 )
 
