@@ -79,6 +79,7 @@ type Worker struct {
 	requests atomic.Uint64
 	accept   acceptStats
 	health   acceptHealth          // whether accepts fail now (health.go)
+	lastRSS  atomic.Uint64         // the latest RSS read, for a heartbeat that cannot read it
 	conns    atomic.Pointer[conns] // Serve's connections, once serving
 	metrics  *reqMetrics           // nil: not counted (metrics.go)
 	readyC   chan struct{}         // closed by Ready
@@ -422,7 +423,12 @@ func (w *Worker) heartbeats(ctx context.Context) {
 func (w *Worker) heartbeat() Heartbeat {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	hb := Heartbeat{Requests: w.requests.Load(), RSS: procstat.RSS(), HeapAlloc: ms.HeapAlloc, Goroutines: runtime.NumGoroutine(),
+	rss := procstat.RSS()
+	if rss == 0 {
+		rss = w.lastRSS.Load() // out of descriptors, it cannot open /proc: the last figure rather than none
+	}
+	w.lastRSS.Store(rss)
+	hb := Heartbeat{Requests: w.requests.Load(), RSS: rss, HeapAlloc: ms.HeapAlloc, Goroutines: runtime.NumGoroutine(),
 		AcceptErrors: w.accept.errors.Load(), AcceptError: w.accept.lastError(), AcceptFailing: w.health.check(&w.accept)}
 	if cs := w.conns.Load(); cs != nil {
 		hb.Conns = cs.open.Load()
