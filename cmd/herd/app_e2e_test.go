@@ -241,4 +241,5 @@ func TestPrimaryGoneWriteIsNotSentAnd503(t *testing.T) {
 	if msg := jsonField(t, []byte(body), "error"); !strings.Contains(msg, "retry later") || retry == "" || strings.Contains(msg, "may or may not") {
 		t.Errorf("503 error %q (Retry-After %q): want it to say retry later, with Retry-After", msg, retry)
 	}
+	t.Logf("chaos: SIGKILL primary, then a write on a worker's open connection: %d %s (Retry-After %s): never sent, so not 504", code, strings.TrimSpace(body), retry)
 }

@@ -171,7 +171,7 @@ func TestWorkerOutOfDescriptorsIsUnhealthyAndSkipped(t *testing.T) {
 	if s := controlStatus(t, p); slotPID(s, 1) != w1 {
 		t.Errorf("worker 1 was replaced (pid %d, was %d); with --worker-timeout 60s it should have recovered in place", slotPID(s, 1), w1)
 	}
-	t.Logf("worker 1 (pid %d) at --nofile %d: unhealthy after %d idle connections (%d on it); 20 fresh requests answered by worker 2, slowest %v; ready again once they closed",
+	t.Logf("chaos: worker out of descriptors (least-conn): worker 1 (pid %d) at --nofile %d: unhealthy after %d idle connections (%d on it); 20 fresh requests answered by worker 2, slowest %v; ready again once they closed",
 		w1, limit, len(idle), onIt, worst.Round(time.Millisecond))
 }
 
@@ -207,6 +207,6 @@ func TestWorkerOutOfDescriptorsIsRecycledUnderSharedBalance(t *testing.T) {
 		_, got, err := rc.get("/pid")
 		return err == nil && got == repl
 	})
-	t.Logf("shared: worker 1 (pid %d) unhealthy after %d idle connections (%d on it); 20 fresh requests answered by worker 2, slowest %v; recycled after --worker-timeout 4s (new pid %d)",
+	t.Logf("chaos: worker out of descriptors (shared): worker 1 (pid %d) at --nofile of its open descriptors + 16: unhealthy after %d idle connections (%d on it); 20 fresh requests answered by worker 2, slowest %v; recycled after --worker-timeout 4s (new pid %d)",
 		w1, len(idle), onIt, worst.Round(time.Millisecond), repl)
 }

@@ -78,5 +78,5 @@ func TestProgramWhoseWorkersCannotStartExits3(t *testing.T) {
 	if _, err := os.Stat(missing); err == nil {
 		t.Fatal("the greeting file exists; the test needs it missing")
 	}
-	t.Logf("exit code 3 after %v, %d worker starts", took.Round(time.Millisecond), len(pids))
+	t.Logf("chaos: every worker fails at start (examples/hello, HELLO_GREETING_FILE missing): exit code 3 after %v, %d worker starts, 1 \"workers failed at start\" line, no worker left", took.Round(time.Millisecond), len(pids))
 }
