@@ -121,7 +121,6 @@ func TestUnhealthyWorkerIsShownAndSkipped(t *testing.T) {
 func TestUnhealthyWorkerIsRecycledAfterWorkerTimeout(t *testing.T) {
 	const timeout = 10 * time.Second
 	h := newHarnessWith(t, Options{Workers: 2, WorkerTimeout: timeout})
-	d := h.withDispatcher(BalanceShared)
 	h.readyAll()
 	w1, w2 := h.live(1), h.live(2)
 	h.acceptBeat(w1, true)
@@ -161,7 +160,7 @@ func TestUnhealthyWorkerIsRecycledAfterWorkerTimeout(t *testing.T) {
 	// Under a passing policy, a worker that is unhealthy when it becomes
 	// ready is not passed connections.
 	h2 := newHarnessWith(t, Options{Workers: 2})
-	d = h2.withDispatcher(BalanceLeastConn)
+	d := h2.withDispatcher(BalanceLeastConn)
 	f1 := h2.live(1)
 	h2.acceptBeat(f1, true)
 	h2.readyAll()

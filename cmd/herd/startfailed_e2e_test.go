@@ -49,7 +49,7 @@ func TestProgramWhoseWorkersCannotStartExits3(t *testing.T) {
 	case err = <-waitC:
 	case <-time.After(30 * time.Second):
 		_ = cmd.Process.Kill()
-		<-waitC
+		<-waitC //nolint:errcheck // killed on purpose: its exit status is that
 		t.Fatalf("still running after 30 s: it restarts its failing workers instead of stopping\n%s", out.String())
 	}
 	took := time.Since(start)
