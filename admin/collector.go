@@ -11,7 +11,7 @@ import (
 )
 
 // States a worker slot can be in, as herd_worker_state's state label.
-var workerStates = []string{cluster.StateStarting, cluster.StateReady, cluster.StateDraining, cluster.StateStopped}
+var workerStates = []string{cluster.StateStarting, cluster.StateReady, cluster.StateUnhealthy, cluster.StateDraining, cluster.StateStopped}
 
 // statusClasses label responses by the first digit of their code.
 var statusClasses = [5]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
@@ -43,7 +43,7 @@ func newCollector(pl cluster.Plane) *collector {
 		rss:        d("herd_worker_resident_memory_bytes", "Resident memory of the worker process.", w, nil),
 		heap:       d("herd_worker_heap_bytes", "Go heap in use (HeapAlloc) of the worker process.", w, nil),
 		goroutines: d("herd_worker_goroutines", "Goroutines of the worker process.", w, nil),
-		restarts:   d("herd_worker_restarts_total", "Worker processes replaced, by reason: crash, hung, recycled-requests, recycled-memory, reload, restart.", []string{"worker", "reason"}, nil),
+		restarts:   d("herd_worker_restarts_total", "Worker processes replaced, by reason: crash, hung, recycled-requests, recycled-memory, reload, restart, unhealthy.", []string{"worker", "reason"}, nil),
 		state:      d("herd_worker_state", "1 for the worker slot's current state, 0 for the others.", []string{"worker", "state"}, nil),
 		stale:      d("herd_worker_stale", "1 when the worker's heartbeats are overdue: its figures are the last it sent.", w, nil),
 

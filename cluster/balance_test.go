@@ -302,7 +302,7 @@ func TestPrimaryLogsAcceptFailuresOnce(t *testing.T) {
 	pid := h.live(1).pid
 	h.p.handle(evReady{pid})
 	for i := range 5 {
-		h.p.handle(evBeat{pid: pid, hb: Heartbeat{AcceptErrors: uint64(10 * (i + 1)), AcceptError: "accept4: too many open files"}})
+		h.p.handle(evBeat{pid: pid, hb: Heartbeat{AcceptErrors: uint64(10 * (i + 1)), AcceptError: "accept4: too many open files", AcceptFailing: true}})
 	}
 	if n := strings.Count(h.logs.String(), "worker cannot accept connections"); n != 1 {
 		t.Fatalf("logged %d times, want once:\n%s", n, h.logs)

@@ -20,12 +20,14 @@ const fdConns = "herd-conns"
 // descriptors), for its heartbeat. Safe for concurrent use.
 type acceptStats struct {
 	errors atomic.Uint64
-	last   atomic.Value // string
+	last   atomic.Value  // string
+	failC  chan struct{} // told of each failure without blocking; nil: nobody listens (health.go)
 }
 
 func (s *acceptStats) fail(err error) {
 	s.errors.Add(1)
 	s.last.Store(err.Error())
+	s.signalFail()
 }
 
 func (s *acceptStats) lastError() string {

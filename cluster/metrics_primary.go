@@ -17,10 +17,11 @@ const (
 	ReasonRecycledMemory   = "recycled-memory"   // Recycle.MaxRSS exceeded
 	ReasonReload           = "reload"            // a rolling reload replaced it
 	ReasonRestart          = "restart"           // replaced on request (admin)
+	ReasonUnhealthy        = "unhealthy"         // could not accept connections for Options.WorkerTimeout
 )
 
 // RestartReasons lists every restart reason.
-var RestartReasons = []string{ReasonCrash, ReasonHung, ReasonRecycledRequests, ReasonRecycledMemory, ReasonReload, ReasonRestart}
+var RestartReasons = []string{ReasonCrash, ReasonHung, ReasonRecycledRequests, ReasonRecycledMemory, ReasonReload, ReasonRestart, ReasonUnhealthy}
 
 // StateStopped is a worker slot with no process: scaled away, or waiting
 // to be restarted.
@@ -53,7 +54,7 @@ type Metrics struct {
 	PrimaryPID int               `json:"primaryPid"`
 	Addr       string            `json:"addr"`
 	Want       int               `json:"want"`
-	Ready      int               `json:"ready"`
+	Ready      int               `json:"ready"` // serving: ready and able to accept (not StateUnhealthy)
 	Stale      int               `json:"stale"` // live workers whose heartbeats are overdue
 	Workers    []WorkerMetrics   `json:"workers"`
 	Reloads    map[string]uint64 `json:"reloads"`  // by outcome: ok, failed
@@ -190,6 +191,8 @@ func retireKind(reason string) string {
 		return ReasonRecycledRequests
 	case strings.HasPrefix(reason, "recycle: RSS"):
 		return ReasonRecycledMemory
+	case strings.HasPrefix(reason, "recycle: unhealthy"):
+		return ReasonUnhealthy
 	}
 	return reason
 }
@@ -245,7 +248,7 @@ func (p *primary) staleAfter() time.Duration {
 // the primary holds.
 func (p *primary) metrics() Metrics {
 	now := p.now()
-	m := Metrics{Time: now, PrimaryPID: os.Getpid(), Addr: p.addr(), Want: p.want, Ready: p.readyCount(),
+	m := Metrics{Time: now, PrimaryPID: os.Getpid(), Addr: p.addr(), Want: p.want, Ready: p.readyCount() - p.unhealthyCount(),
 		Reloads: copyCounts(p.mx.reloads), Upgrades: copyCounts(p.mx.upgrades)}
 	ids := make([]int, 0, len(p.slots))
 	for id := range p.slots {
@@ -276,7 +279,7 @@ func (p *primary) metrics() Metrics {
 				wm.Stale = true
 			}
 			if wm.PID == 0 || pr.started.After(wm.Started) {
-				wm.PID, wm.State, wm.Started, wm.LastBeat = pr.pid, pr.state, pr.started, pr.lastBeat
+				wm.PID, wm.State, wm.Started, wm.LastBeat = pr.pid, pr.shownState(), pr.started, pr.lastBeat
 			}
 		}
 		if wm.Stale {

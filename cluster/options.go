@@ -52,8 +52,9 @@ type Options struct {
 	ReadyTimeout time.Duration
 
 	// WorkerTimeout is how long a ready worker may go without a heartbeat
-	// before it is considered hung, killed and replaced.
-	// Default DefaultWorkerTimeout.
+	// before it is considered hung, killed and replaced; and how long it
+	// may stay unable to accept connections (StateUnhealthy) before it is
+	// recycled, replacement first. Default DefaultWorkerTimeout.
 	WorkerTimeout time.Duration
 
 	// HeartbeatInterval is how often workers report their figures.

@@ -27,6 +27,7 @@ const (
 	StateStarting = "starting" // started, not serving yet
 	StateReady    = "ready"    // serving
 	StateDraining = "draining" // asked to stop: finishing in-flight requests
+	// StateUnhealthy (health.go): ready, but cannot accept.
 )
 
 // handle is the primary's grip on one worker process. The real one wraps
@@ -91,8 +92,8 @@ type proc struct {
 	beating    bool          // sends heartbeats: the heartbeat timeout applies
 	ageLimit   time.Duration // recycle once ready this long (0: never)
 
-	acceptWarned bool   // logged that it cannot accept
-	retire       string // restart reason when replaced on purpose (metrics_primary.go)
+	unhealthySince time.Time // when it reported that it cannot accept (zero: it can; health.go)
+	retire         string    // restart reason when replaced on purpose (metrics_primary.go)
 }
 
 // slot is a worker id's history across its processes.
@@ -395,11 +396,7 @@ func (p *primary) handle(e any) {
 		p.onReady(e.pid)
 	case evBeat:
 		if pr := p.procs[e.pid]; pr != nil {
-			if e.hb.AcceptErrors > pr.hb.AcceptErrors && !pr.acceptWarned {
-				pr.acceptWarned = true // once per worker, not per failed accept
-				p.log.Error("worker cannot accept connections; it backs off and retries",
-					"worker", pr.id, "pid", pr.pid, "err", e.hb.AcceptError, "failures", e.hb.AcceptErrors)
-			}
+			p.noteAccept(pr, e.hb)
 			pr.hb = e.hb
 			if !e.sample {
 				pr.lastBeat, pr.beating = p.now(), true
@@ -509,7 +506,7 @@ func (p *primary) onReady(pid int) {
 	pr.readyAt = p.now()
 	p.everReady = true
 	pr.lastBeat = pr.readyAt
-	p.disp.setEligible(pid, true)
+	p.disp.setEligible(pid, pr.unhealthySince.IsZero())
 	p.log.Info("worker listening", "worker", pr.id, "pid", pid, "addr", p.addr())
 	if pr.replaces != 0 {
 		// Replacement first: only now does the old worker stop.
@@ -775,7 +772,7 @@ func (p *primary) status() Status {
 	s := Status{PrimaryPID: os.Getpid(), Addr: p.addr(), Want: p.want, AdminAddr: p.adminAddr()}
 	for _, pr := range p.procs {
 		s.Workers = append(s.Workers, WorkerStatus{
-			ID: pr.id, PID: pr.pid, State: pr.state, Started: pr.started,
+			ID: pr.id, PID: pr.pid, State: pr.shownState(), Started: pr.started,
 			Restarts: p.slot(pr.id).restarts, Heartbeat: pr.hb, Beat: pr.lastBeat,
 		})
 	}

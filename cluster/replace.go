@@ -35,6 +35,8 @@ func (p *primary) maybeRecycle(pr *proc) {
 	}
 	var reason string
 	switch r := p.opts.Recycle; {
+	case p.unhealthyReason(pr) != "":
+		reason = p.unhealthyReason(pr)
 	case pr.reqLimit > 0 && pr.hb.Requests >= pr.reqLimit:
 		reason = fmt.Sprintf("served %d requests (limit %d)", pr.hb.Requests, pr.reqLimit)
 	case pr.ageLimit > 0 && p.now().Sub(pr.readyAt) >= pr.ageLimit:

@@ -29,6 +29,13 @@ const (
 	//     may pass: a database restarting): restarted with backoff;
 	//   - a replacement during a reload or recycle: the reload fails and
 	//     the old workers keep serving.
+	//
+	// herd serve's own workers practically never exit with it: they take
+	// the configuration the primary has already checked, over IPC, and
+	// open nothing of their own that the primary did not check first. It
+	// is for programs built on this package whose workers set something
+	// up at start (examples/hello's HELLO_GREETING_FILE; the end-to-end
+	// test in cmd/herd runs that example).
 	ExitStartFailed = 3
 )
 
@@ -43,6 +50,12 @@ var (
 	ErrStartFailed = errors.New("cluster: failed at start")
 	// ErrClosed is returned by Worker.Call when the primary has gone away.
 	ErrClosed = errors.New("cluster: connection to the primary closed")
+	// ErrNotSent is wrapped by Worker.Call's error when the request was
+	// never written to the primary (it had gone away before, or the write
+	// failed): the primary cannot have acted on it, so a write may be
+	// retried. Any other failure after the request was written leaves its
+	// outcome unknown.
+	ErrNotSent = errors.New("cluster: request not sent to the primary")
 )
 
 // IsWorker reports whether this process was started as a worker by a

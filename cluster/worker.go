@@ -52,6 +52,9 @@ type Heartbeat struct {
 	// connection (out of descriptors); AcceptError is the latest.
 	AcceptErrors uint64 `json:"acceptErrors,omitempty"`
 	AcceptError  string `json:"acceptError,omitempty"`
+	// AcceptFailing: the worker's accepts fail now (it has no descriptor
+	// to spare, health.go); the primary shows it as StateUnhealthy.
+	AcceptFailing bool `json:"acceptFailing,omitempty"`
 
 	Figures `json:"figures"` // request figures (metrics.go)
 }
@@ -75,6 +78,8 @@ type Worker struct {
 
 	requests atomic.Uint64
 	accept   acceptStats
+	health   acceptHealth          // whether accepts fail now (health.go)
+	lastRSS  atomic.Uint64         // the latest RSS read, for a heartbeat that cannot read it
 	conns    atomic.Pointer[conns] // Serve's connections, once serving
 	metrics  *reqMetrics           // nil: not counted (metrics.go)
 	readyC   chan struct{}         // closed by Ready
@@ -114,17 +119,41 @@ func (w *Worker) Requests() uint64 { return w.requests.Load() }
 
 // Call sends a request to the primary's Options.Calls handler and decodes
 // the reply into resp. It blocks until the reply, ctx's end, or the
-// primary's departure (ErrClosed).
+// primary's departure (ErrClosed). Its error wraps ErrNotSent when the
+// request was never written to the primary: then the primary did not act
+// on it. After any other error it may have.
 func (w *Worker) Call(ctx context.Context, method string, req, resp any) error {
 	if w.conn == nil {
 		return ErrNoPrimary
 	}
 	err := w.conn.Call(ctx, method, req, resp)
-	if errors.Is(err, ipc.ErrClosed) {
+	switch {
+	case errors.Is(err, ipc.ErrNotSent):
+		return &notSentError{method: method, err: err}
+	case errors.Is(err, ipc.ErrClosed):
 		return fmt.Errorf("%w: %s", ErrClosed, method)
 	}
 	return err
 }
+
+// notSentError is Worker.Call's error for a request never written to the
+// primary. It is ErrNotSent, ErrClosed when the link is closed, and
+// unwraps to the ipc error (so that store's remote backend, which knows
+// ipc and not this package, recognizes it too).
+type notSentError struct {
+	method string
+	err    error
+}
+
+func (e *notSentError) Error() string {
+	return fmt.Sprintf("cluster: %s not sent to the primary: %v", e.method, e.err)
+}
+
+func (e *notSentError) Is(target error) bool {
+	return target == ErrNotSent || target == ErrClosed && errors.Is(e.err, ipc.ErrClosed) //nolint:errorlint // sentinels compared by identity, as errors.Is asks of an Is method
+}
+
+func (e *notSentError) Unwrap() error { return e.err }
 
 // WorkerStatus is one worker as the primary sees it.
 type WorkerStatus struct {
@@ -288,6 +317,7 @@ func runWorker(ctx context.Context, id int, opts Options, fn func(context.Contex
 		return err
 	}
 	w := &Worker{ID: id, log: newWorkerLogger(os.Stderr), opts: opts, metrics: newReqMetrics(), readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout, unreadyC: make(chan struct{})}
+	w.accept.failC = make(chan struct{}, 1)
 	if f := files[fdConns]; f != nil {
 		// The primary accepts and passes connections: this worker never
 		// accepts from the shared socket, and keeps only its address.
@@ -305,6 +335,11 @@ func runWorker(ctx context.Context, id int, opts Options, fn func(context.Contex
 	// (Ctrl-C in a terminal) must not kill workers behind its back. A
 	// SIGTERM sent to this worker alone drains it; the primary replaces it.
 	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2)
+	// The primary relays this worker's stderr: once the primary is gone, a
+	// log line must fail (EPIPE), not kill the worker with SIGPIPE while it
+	// finishes its requests. Notify rather than Ignore: the app's own
+	// children keep the default SIGPIPE.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 
 	log := w.log
 	wctx, drain := context.WithCancel(ctx)
@@ -374,6 +409,10 @@ func (w *Worker) heartbeats(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-w.accept.failC:
+			if w.health.failing.Load() {
+				continue // already reported: the next beat says whether it still fails
+			}
 		}
 		if err := w.conn.Notify(msgHeartbeat, w.heartbeat()); err != nil {
 			return
@@ -384,8 +423,13 @@ func (w *Worker) heartbeats(ctx context.Context) {
 func (w *Worker) heartbeat() Heartbeat {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	hb := Heartbeat{Requests: w.requests.Load(), RSS: procstat.RSS(), HeapAlloc: ms.HeapAlloc, Goroutines: runtime.NumGoroutine(),
-		AcceptErrors: w.accept.errors.Load(), AcceptError: w.accept.lastError()}
+	rss := procstat.RSS()
+	if rss == 0 {
+		rss = w.lastRSS.Load() // out of descriptors, it cannot open /proc: the last figure rather than none
+	}
+	w.lastRSS.Store(rss)
+	hb := Heartbeat{Requests: w.requests.Load(), RSS: rss, HeapAlloc: ms.HeapAlloc, Goroutines: runtime.NumGoroutine(),
+		AcceptErrors: w.accept.errors.Load(), AcceptError: w.accept.lastError(), AcceptFailing: w.health.check(&w.accept)}
 	if cs := w.conns.Load(); cs != nil {
 		hb.Conns = cs.open.Load()
 	}

@@ -22,6 +22,9 @@
 #   blocked worker socket     cluster  TestDrainOfAWorkerThatDoesNotReadDoesNotBlockTheLoop
 #   every worker fails start  cluster  TestWorkersThatCannotStartStopAFreshPrimary
 #   hostile control dir       cmd/herd TestUnusableControlSocketDirectoryDoesNotStopTheServer
+#   a worker out of descriptors cmd/herd TestWorkerOutOfDescriptorsIsUnhealthyAndSkipped, TestWorkerOutOfDescriptorsIsRecycledUnderSharedBalance
+#   primary gone, a write      cmd/herd TestPrimaryGoneWriteIsNotSentAnd503
+#   a real program fails start cmd/herd TestProgramWhoseWorkersCannotStartExits3 (builds examples/hello)
 # Each test bounds itself (seconds to about a minute on a loaded machine);
 # the whole run takes several minutes under -race.
 set -u
@@ -35,6 +38,7 @@ run() { # package, test regexp
 	fi
 }
 run ./cmd/herd/ '^(TestKillStormKeepsServing|TestReloadsUnderLoadDropNothing|TestScaleUnderLoadDropsNothing|TestUpgradesUnderLoadDropNothingAndPIDFileFollows|TestAcknowledgedWritesSurviveSIGKILLOfThePrimary|TestStatusOfAStoppedPrimaryTimesOutInSeconds|TestHungWorkerIsReplaced|TestRedisGoneAnswers503AndRecovers|TestFullDiskAnswers507|TestFiveThousandIdleConnections|TestSlowlorisDoesNotStopHealthz|TestDescriptorExhaustionKeepsConnectionsWaiting|TestUnusableControlSocketDirectoryDoesNotStopTheServer)$'
+run ./cmd/herd/ '^(TestWorkerOutOfDescriptorsIsUnhealthyAndSkipped|TestWorkerOutOfDescriptorsIsRecycledUnderSharedBalance|TestPrimaryGoneWriteIsNotSentAnd503|TestProgramWhoseWorkersCannotStartExits3)$'
 run ./cluster/ '^(TestKillStormNeverEmptiesTheCluster|TestDrainOfAWorkerThatDoesNotReadDoesNotBlockTheLoop|TestWorkersThatCannotStartStopAFreshPrimary)$'
 
 echo

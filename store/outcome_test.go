@@ -128,3 +128,43 @@ func overIPCWith(t *testing.T, serve func(ctx context.Context, m string, b []byt
 	t.Cleanup(func() { worker.Close(); primary.Close(); <-worker.Done(); <-primary.Done() })
 	return store.NewRemote(worker)
 }
+
+// TestRemoteWriteNotSentIsNotOutcomeUnknown: once the primary is gone, a
+// write is never sent: unavailable (retry later), not unknown; and one the
+// primary received before it went away is unknown.
+func TestRemoteWriteNotSentIsNotOutcomeUnknown(t *testing.T) {
+	got := make(chan struct{}, 1)
+	pc, f, err := ipc.Pair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc, err := ipc.FileConn(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	primary := ipc.NewConn(pc, serveHandler{serve: func(ctx context.Context, m string, b []byte) (any, error) {
+		got <- struct{}{}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}})
+	worker := ipc.NewConn(wc, serveHandler{})
+	go primary.Serve() //nolint:errcheck // ends with the connection when the test closes it
+	go worker.Serve()  //nolint:errcheck // ends with the connection when the test closes it
+	t.Cleanup(func() { worker.Close(); primary.Close(); <-worker.Done(); <-primary.Done() })
+	r := store.NewRemote(worker)
+
+	errC := make(chan error, 1)
+	go func() { _, err := r.Incr(context.Background(), "n"); errC <- err }()
+	<-got
+	primary.Close()
+	if err := <-errC; !errors.Is(err, store.ErrOutcomeUnknown) {
+		t.Fatalf("Incr received, then the primary went away = %v, want ErrOutcomeUnknown", err)
+	}
+	<-worker.Done()
+	if _, err := r.Incr(context.Background(), "n"); !errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrOutcomeUnknown) {
+		t.Fatalf("Incr with the primary gone = %v, want ErrUnavailable and not ErrOutcomeUnknown", err)
+	}
+	if err := r.Set(context.Background(), "k", []byte("v"), 0); !errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrOutcomeUnknown) {
+		t.Fatalf("Set with the primary gone = %v, want ErrUnavailable and not ErrOutcomeUnknown", err)
+	}
+}

@@ -24,7 +24,8 @@ const (
 
 // ErrNotSent may be wrapped by a Caller's error to say that the request
 // certainly never reached the primary, so a write failing with it was not
-// made. Without it (and without an *ipc.RemoteError, the primary's own
+// made. The ipc package's own ErrNotSent, which cluster.Worker.Call's
+// error wraps, counts the same. Without it (and without an *ipc.RemoteError, the primary's own
 // refusal) a failed write's outcome is unknown: see ErrOutcomeUnknown.
 var ErrNotSent = errors.New("store: request not sent")
 
@@ -284,7 +285,7 @@ func (r *remote) call(ctx context.Context, method string, write bool, req, resp 
 		return nil
 	}
 	var refused *ipc.RemoteError
-	unknown := write && !errors.As(err, &refused) && !errors.Is(err, ErrNotSent)
+	unknown := write && !errors.As(err, &refused) && !errors.Is(err, ErrNotSent) && !errors.Is(err, ipc.ErrNotSent)
 	switch cerr := ctx.Err(); {
 	case unknown && cerr != nil:
 		return fmt.Errorf("%w: %w: primary did not answer %s: %w", ErrOutcomeUnknown, ErrUnavailable, method, cerr)

@@ -187,3 +187,59 @@ func TestFullDiskAnswers507(t *testing.T) {
 	}
 	t.Logf("chaos: full disk (8 MB tmpfs, --state-file): a write answered 507 %s; GET and DELETE answered on the full disk; writes 200 again once space was freed", full)
 }
+
+// postRaw sends POST path with no body on rc and returns the status, the
+// Retry-After header and the body.
+func postRaw(t *testing.T, rc *rawConn, path string) (int, string, string) {
+	t.Helper()
+	_ = rc.c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := fmt.Fprintf(rc.c, "POST %s HTTP/1.1\r\nHost: herd\r\nContent-Length: 0\r\n\r\n", path); err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	resp, err := http.ReadResponse(rc.br, nil)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("POST %s: reading body: %v", path, err)
+	}
+	return resp.StatusCode, resp.Header.Get("Retry-After"), string(b)
+}
+
+// TestPrimaryGoneWriteIsNotSentAnd503: with the primary gone (SIGKILL), a
+// worker finishing its connections cannot send a write to the primary at
+// all: the write was certainly not made, so the answer is 503 "retry
+// later" with Retry-After, not 504 (outcome unknown), which is kept for a
+// write the primary received and never answered (the paused-primary test
+// above).
+func TestPrimaryGoneWriteIsNotSentAnd503(t *testing.T) {
+	p := herdtest.Start(t, herdtest.Options{}, "serve", "--workers", "1")
+	p.WaitReady(30 * time.Second)
+	rc := dialFrom(t, p.Addr, "")
+	if code, _, body := postRaw(t, rc, "/cluster/counter"); code != 200 {
+		t.Fatalf("POST /cluster/counter = %d %s, want 200", code, body)
+	}
+	p.Signal(syscall.SIGKILL)
+	select {
+	case <-p.Exited():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the primary did not die of SIGKILL")
+	}
+	// The worker keeps its connections for a moment (to finish in-flight
+	// requests) before it exits: a request on this one reaches it.
+	defer func() {
+		if t.Failed() {
+			t.Logf("herd's output:\n%s", p.Output())
+		}
+	}()
+	code, retry, body := postRaw(t, rc, "/cluster/counter")
+	if code != http.StatusServiceUnavailable {
+		t.Fatalf("POST /cluster/counter with the primary gone = %d %s, want 503 (the write was never sent)", code, body)
+	}
+	if msg := jsonField(t, []byte(body), "error"); !strings.Contains(msg, "retry later") || retry == "" || strings.Contains(msg, "may or may not") {
+		t.Errorf("503 error %q (Retry-After %q): want it to say retry later, with Retry-After", msg, retry)
+	}
+	t.Logf("chaos: SIGKILL primary, then a write on a worker's open connection: %d %s (Retry-After %s): never sent, so not 504", code, strings.TrimSpace(body), retry)
+}

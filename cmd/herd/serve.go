@@ -200,7 +200,10 @@ func serveWorker(ctx context.Context, stderr io.Writer) int {
 	case errors.Is(err, cluster.ErrNoPrimary):
 		fmt.Fprintf(stderr, "herd: %v: unset %s to run herd normally\n", err, cluster.EnvWorkerID)
 		return exitUsage
-	case errors.Is(err, errNoConfig):
+	case errors.Is(err, errNoConfig), errors.Is(err, cluster.ErrStartFailed):
+		// Failed before it was ready (its configuration, or the app's
+		// set-up such as the Redis client): restarting it at once will not
+		// help.
 		fmt.Fprintf(stderr, "herd: %v\n", err)
 		return cluster.ExitStartFailed
 	default:

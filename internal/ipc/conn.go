@@ -17,6 +17,11 @@ import (
 // has gone away.
 var ErrClosed = errors.New("ipc: connection closed")
 
+// ErrNotSent is wrapped by Call's error when the request was certainly
+// never written whole to the peer (the connection was already closed, or
+// the write failed and closed it): the peer cannot have acted on it.
+var ErrNotSent = errors.New("ipc: request not sent")
+
 // RemoteError is the error a peer's request handler returned, as text.
 type RemoteError struct{ Msg string }
 
@@ -149,6 +154,9 @@ func (c *Conn) serveRequest(id uint64, method string, body []byte) {
 // Call sends a request and waits for its reply, decoding the reply's body
 // into resp (which may be nil). It returns a *RemoteError when the peer's
 // handler failed, ErrClosed when the connection ends first, or ctx.Err().
+// An error wrapping ErrNotSent (and ErrClosed, when closed) means the
+// request never reached the peer; after any other failure the peer may
+// have received it and may act on it.
 func (c *Conn) Call(ctx context.Context, method string, req, resp any) error {
 	var body []byte
 	if req != nil {
@@ -163,14 +171,16 @@ func (c *Conn) Call(ctx context.Context, method string, req, resp any) error {
 	if c.pending == nil {
 		err := c.err
 		c.mu.Unlock()
-		return err
+		return fmt.Errorf("%w: %w", ErrNotSent, err)
 	}
 	c.pending[id] = ch
 	c.mu.Unlock()
 
 	if err := c.send(Message{Kind: KindRequest, ID: id, Method: method, Body: body}); err != nil {
+		// A frame cut short by a failed write closes the connection: the
+		// peer never reads it whole, so never acts on it.
 		c.forget(id)
-		return err
+		return fmt.Errorf("%w: %w", ErrNotSent, err)
 	}
 	select {
 	case m, ok := <-ch:

@@ -214,3 +214,57 @@ func BenchmarkFrameEncodeDecode(b *testing.B) {
 		}
 	}
 }
+
+// holder answers "hold" only when released, and says when a request
+// arrived.
+type holder struct {
+	echo
+	got chan struct{}
+}
+
+func (h *holder) HandleRequest(ctx context.Context, method string, body []byte) (any, error) {
+	if method != "hold" {
+		return h.echo.HandleRequest(ctx, method, body)
+	}
+	h.got <- struct{}{}
+	<-ctx.Done()
+	return nil, nil
+}
+
+// A call the peer received and never answered has an unknown outcome: not
+// ErrNotSent. A call on a closed connection, or whose write fails, was
+// never sent: ErrNotSent.
+func TestCallSaysWhetherTheRequestWasSent(t *testing.T) {
+	h := &holder{got: make(chan struct{}, 1)}
+	a, b := pair(t, &echo{}, h)
+	errC := make(chan error, 1)
+	go func() { errC <- a.Call(context.Background(), "hold", nil, nil) }()
+	select {
+	case <-h.got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the peer never received the request")
+	}
+	b.Close()
+	if err := <-errC; !errors.Is(err, ErrClosed) || errors.Is(err, ErrNotSent) {
+		t.Errorf("call received by the peer, which then closed: got %v, want ErrClosed and not ErrNotSent", err)
+	}
+	<-a.Done()
+	if err := a.Call(context.Background(), "echo", 1, nil); !errors.Is(err, ErrNotSent) || !errors.Is(err, ErrClosed) {
+		t.Errorf("call after the connection closed: got %v, want ErrNotSent and ErrClosed", err)
+	}
+
+	// The peer is gone and this side has not read the EOF yet (no Serve):
+	// the write itself fails.
+	ca, f, err := Pair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	c := NewConn(ca, &echo{})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Call(ctx, "echo", 1, nil); !errors.Is(err, ErrNotSent) {
+		t.Errorf("call whose write failed: got %v, want ErrNotSent", err)
+	}
+}
