@@ -71,6 +71,8 @@ type Options struct {
 	// level with worker and pid attached, the workers'. Default slog.Default().
 	Logger *slog.Logger
 
+	hooks *runHooks // set by Cluster.Run (cluster.go)
+
 	// Calls answers workers' calls that the cluster does not answer itself
 	// (every method not starting with "cluster."). Nil: such calls fail.
 	Calls CallHandler

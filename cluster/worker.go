@@ -309,6 +309,7 @@ func runWorker(ctx context.Context, id int, opts Options, fn func(context.Contex
 	log := w.log
 	wctx, drain := context.WithCancel(ctx)
 	defer drain()
+	opts.hooks.onWorker(wctx, w)
 	h := &workerIPC{w: w, drain: drain}
 	w.conn = ipc.NewConn(nc, h)
 	go func() {
@@ -404,6 +405,7 @@ func runSingle(ctx context.Context, opts Options, fn func(context.Context, *Work
 	w := &Worker{ln: ln, log: opts.Logger, opts: opts, metrics: newReqMetrics(), readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout, unreadyC: make(chan struct{})}
 	ctx, stop := stopContext(ctx, w, opts.DrainDelay)
 	defer stop()
+	opts.hooks.onWorker(ctx, w)
 	relCtx, stopRelease := context.WithCancel(ctx)
 	defer stopRelease()
 	go releaseWhenIdle(relCtx, w.requests.Load)

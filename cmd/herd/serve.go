@@ -138,7 +138,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.Is(err, listen.ErrInUse):
+	case errors.Is(err, cluster.ErrInUse):
 		fmt.Fprintln(stderr, portInUse(cfg, opts.Addr))
 		return exitUsage
 	case errors.Is(err, cluster.ErrStartFailed):
