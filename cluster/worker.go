@@ -126,6 +126,21 @@ func (w *Worker) Call(ctx context.Context, method string, req, resp any) error {
 	return err
 }
 
+// CallData is Call with bytes: data travels beside the JSON-encoded req as
+// it is (not base64 in JSON) to the primary's Options.DataCalls handler,
+// and the reply's bytes are returned (nil when it had none). It blocks like
+// Call and fails like it.
+func (w *Worker) CallData(ctx context.Context, method string, req any, data []byte, resp any) ([]byte, error) {
+	if w.conn == nil {
+		return nil, ErrNoPrimary
+	}
+	out, err := w.conn.CallData(ctx, method, req, data, resp)
+	if errors.Is(err, ipc.ErrClosed) {
+		return nil, fmt.Errorf("%w: %s", ErrClosed, method)
+	}
+	return out, err
+}
+
 // WorkerStatus is one worker as the primary sees it.
 type WorkerStatus struct {
 	ID        int       `json:"id"`

@@ -150,10 +150,16 @@ func (c *Conn) serveRequest(m Message) {
 		err      error
 		respData []byte
 	)
-	if dh, ok := c.handler.(DataHandler); ok && m.Data != nil {
-		res, respData, err = dh.HandleDataRequest(c.ctx, method, m.Body, m.Data)
-	} else {
+	dh, ok := c.handler.(DataHandler)
+	switch {
+	case m.Data == nil:
 		res, err = c.handler.HandleRequest(c.ctx, method, m.Body)
+	case ok:
+		res, respData, err = dh.HandleDataRequest(c.ctx, method, m.Body, m.Data)
+	default:
+		// Answering without the bytes would lose them (a value stored as
+		// empty): refuse.
+		err = fmt.Errorf("ipc: %s carries data and this peer takes none", method)
 	}
 	reply := Message{Kind: KindReply, ID: id, Data: respData}
 	if err != nil {

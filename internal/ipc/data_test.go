@@ -54,12 +54,13 @@ func TestCallDataCarriesBytes(t *testing.T) {
 	}
 }
 
-// A Handler that does not answer data requests gets them as plain ones.
+// A Handler that does not answer data requests refuses them rather than
+// drop the bytes.
 func TestCallDataToPlainHandler(t *testing.T) {
 	a, _ := pair(t, &echo{}, &echo{})
-	var echoed map[string]string
-	got, err := a.CallData(context.Background(), "echo", map[string]string{"a": "b"}, []byte("ignored"), &echoed)
-	if err != nil || echoed["a"] != "b" || got != nil {
-		t.Errorf("CallData to a plain Handler: %v, %v, %v", got, echoed, err)
+	var rerr *RemoteError
+	got, err := a.CallData(context.Background(), "echo", map[string]string{"a": "b"}, []byte("v"), nil)
+	if !errors.As(err, &rerr) || got != nil {
+		t.Errorf("CallData to a plain Handler: %v, %v; want a RemoteError", got, err)
 	}
 }
