@@ -24,9 +24,11 @@
 // ErrShutdown and ErrRunning; with errors.As, *RemoteError (the primary's
 // Calls handler refused a Worker.Call).
 //
-// The shared store of package store is hosted by the primary in two lines:
-// Options.Calls = h.Calls with h from store.NewHost in the primary, and
-// store.NewRemote(w) in each worker.
+// The shared store of package store is hosted by the primary in a line or
+// two: Options.DataCalls = h.DataCalls with h from store.NewHost (and
+// Options.OnHandover = h.Release for binary upgrades), and store.Remote(w)
+// in each worker. Worker.CallData and Options.DataCalls carry bytes beside
+// the JSON of a call, as they are.
 //
 // The primary opens the socket once and every worker inherits it (fd 3,
 // named in LISTEN_FDS/LISTEN_FDNAMES), so connections queued in the kernel's

@@ -24,8 +24,11 @@ func (e *RemoteError) Error() string { return e.Msg }
 
 // Handler receives what the peer sends. HandleRequest runs in its own
 // goroutine per request, so it may block; its result is JSON-encoded as the
-// reply, and a non-nil error travels back as a RemoteError. HandleNotify runs
-// on the reading goroutine, in arrival order, and must not block.
+// reply, and a non-nil error travels back as a RemoteError. A request
+// carrying Data (Conn.CallData) goes to a DataHandler's HandleDataRequest;
+// a Handler that is not one refuses it rather than drop the bytes.
+// HandleNotify runs on the reading goroutine, in arrival order, and must
+// not block.
 type Handler interface {
 	HandleRequest(ctx context.Context, method string, body []byte) (any, error)
 	HandleNotify(method string, body []byte)
