@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +22,23 @@ import (
 // answers /slow?ms=N after N milliseconds, and every answer names its pid.
 func runValueWorker() int {
 	c, err := cluster.New(cluster.Options{}, func(ctx context.Context, w *cluster.Worker) error {
-		return w.Serve(ctx, slowHandler(w.Logger()))
+		mux := http.NewServeMux()
+		mux.Handle("/", slowHandler(w.Logger()))
+		mux.HandleFunc("/data", func(rw http.ResponseWriter, r *http.Request) {
+			// Bytes JSON could not carry as they are, to the primary's
+			// DataCalls and back.
+			out, err := w.CallData(r.Context(), "test."+r.URL.Query().Get("m"), map[string]int{"id": w.ID}, []byte{0, 0xff, '"', 'x'}, nil)
+			var rerr *cluster.RemoteError
+			switch {
+			case errors.As(err, &rerr):
+				fmt.Fprintf(rw, "refused: %s", rerr.Msg)
+			case err != nil:
+				http.Error(rw, err.Error(), 500)
+			default:
+				fmt.Fprintf(rw, "%x", out)
+			}
+		})
+		return w.Serve(ctx, mux)
 	})
 	if err == nil {
 		err = c.Run(context.Background())
@@ -300,5 +317,31 @@ func TestNewSingle(t *testing.T) {
 	}
 	if err := <-errC; err != nil {
 		t.Errorf("Run: %v", err)
+	}
+}
+
+// Worker.CallData carries bytes to Options.DataCalls and back, between
+// real processes; a refusal is a *cluster.RemoteError.
+func TestCallDataReachesThePrimary(t *testing.T) {
+	checkLeaks(t)
+	c, _, _ := startValue(t, cluster.Options{Workers: 1,
+		DataCalls: func(ctx context.Context, method string, body json.RawMessage, data []byte) (any, []byte, error) {
+			if method != "test.rev" {
+				return nil, nil, fmt.Errorf("no %s here", method)
+			}
+			out := make([]byte, len(data))
+			for i, b := range data {
+				out[len(data)-1-i] = b
+			}
+			return nil, append(out, body...), nil
+		}})
+	base := "http://" + c.Addr().String()
+	got, _, err := get(t, base+"/data?m=rev")
+	if want := fmt.Sprintf("%x", append([]byte{'x', '"', 0xff, 0}, `{"id":1}`...)); err != nil || got != want {
+		t.Errorf("CallData through the primary: %q, %v; want %q", got, err, want)
+	}
+	got, _, err = get(t, base+"/data?m=other")
+	if err != nil || got != "refused: no test.other here" {
+		t.Errorf("a refused CallData: %q, %v; want the handler's error as a RemoteError", got, err)
 	}
 }

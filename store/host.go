@@ -26,9 +26,10 @@ type Host struct {
 	readyC   chan struct{} // closed once st is set (or the opening gave up)
 	released atomic.Bool   // handed over: refuse every call
 
-	mu     sync.Mutex // guards st and closed
-	st     Store
-	closed bool
+	mu       sync.Mutex // guards closed, and st until readyC is closed
+	st       Store
+	closed   bool
+	isClosed atomic.Bool // closed, for the calls' path
 }
 
 // NewHost returns a Host serving st. The Host owns st: Release and Close
@@ -81,9 +82,9 @@ func NewHostOpening(ctx context.Context, open func() (Store, error), onOpen func
 func (h *Host) store(ctx context.Context) (Store, error) {
 	select {
 	case <-h.readyC:
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		if h.st == nil || h.closed {
+		// No lock on this path, taken by every call: st is set before
+		// readyC is closed and never changes after.
+		if h.st == nil || h.isClosed.Load() {
 			return nil, ErrClosed
 		}
 		return h.st, nil
@@ -151,6 +152,7 @@ func (h *Host) Close() error {
 		return nil
 	}
 	h.closed = true
+	h.isClosed.Store(true)
 	if h.st != nil {
 		return h.st.Close()
 	}
