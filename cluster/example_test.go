@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -58,7 +57,7 @@ func ExampleNew() {
 	c, err := cluster.New(cluster.Options{
 		Addr:    "127.0.0.1:0", // any free port: Addr says which
 		Workers: 2,
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:  slog.New(slog.DiscardHandler),
 	}, func(ctx context.Context, w *cluster.Worker) error {
 		return w.Serve(ctx, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 			fmt.Fprintln(rw, "hello")

@@ -35,7 +35,7 @@ func runValueWorker() int {
 			case err != nil:
 				http.Error(rw, err.Error(), 500)
 			default:
-				fmt.Fprintf(rw, "%x", out)
+				fmt.Fprintf(rw, "%x", out) //nolint:gosec // G705: hex digits, to a test client
 			}
 		})
 		return w.Serve(ctx, mux)
@@ -113,7 +113,7 @@ func startValue(t *testing.T, opts cluster.Options) (*cluster.Cluster, <-chan er
 
 func get(t *testing.T, url string) (string, int, error) {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := http.Get(url) //nolint:gosec // G107: a loopback URL the test built
 	if err != nil {
 		return "", 0, err
 	}
@@ -264,7 +264,7 @@ func TestErrInUseFromSecondCluster(t *testing.T) {
 	checkLeaks(t)
 	first, _, _ := startValue(t, cluster.Options{Workers: 1})
 	second, err := cluster.New(cluster.Options{Addr: first.Addr().String(), Workers: 1,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil)
+		Logger: slog.New(slog.DiscardHandler)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func TestErrInUseFromSecondCluster(t *testing.T) {
 func TestNewSingle(t *testing.T) {
 	checkLeaks(t)
 	c, err := cluster.New(cluster.Options{Single: true, Addr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		Logger: slog.New(slog.DiscardHandler)},
 		func(ctx context.Context, w *cluster.Worker) error { return w.Serve(ctx, slowHandler(w.Logger())) })
 	if err != nil {
 		t.Fatal(err)
