@@ -35,6 +35,9 @@ func TestMain(m *testing.M) {
 
 func runTestWorker() int {
 	mode := os.Getenv("CLUSTER_TEST_WORKER")
+	if mode == "value" {
+		return runValueWorker() // value_test.go
+	}
 	err := cluster.Run(context.Background(), cluster.Options{}, func(ctx context.Context, w *cluster.Worker) error {
 		switch mode {
 		case "failstart", "crashstart":

@@ -10,6 +10,26 @@
 //		return w.Serve(ctx, handler) // runs in each worker
 //	})
 //
+// The same as a value, for a program that waits for readiness, needs the
+// address (port 0) or stops the cluster itself: New, then Run in a
+// goroutine, Ready, Addr, Shutdown and Done (see Cluster):
+//
+//	c, err := cluster.New(cluster.Options{Addr: "127.0.0.1:0"}, serve)
+//	go c.Run(ctx)
+//	<-c.Ready()                 // every worker is serving at c.Addr()
+//	err = c.Shutdown(stopCtx)   // graceful, like http.Server.Shutdown
+//
+// Errors to match with errors.Is: ErrInUse (the port is taken),
+// ErrStartFailed, ErrNoPrimary, ErrClosed (Worker.Call without a primary),
+// ErrShutdown and ErrRunning; with errors.As, *RemoteError (the primary's
+// Calls handler refused a Worker.Call).
+//
+// The shared store of package store is hosted by the primary in a line or
+// two: Options.DataCalls = h.DataCalls with h from store.NewHost (and
+// Options.OnHandover = h.Release for binary upgrades), and store.Remote(w)
+// in each worker. Worker.CallData and Options.DataCalls carry bytes beside
+// the JSON of a call, as they are.
+//
 // The primary opens the socket once and every worker inherits it (fd 3,
 // named in LISTEN_FDS/LISTEN_FDNAMES), so connections queued in the kernel's
 // backlog survive the death of any worker. Each worker also inherits one end

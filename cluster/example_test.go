@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/herd-go/herd/cluster"
 )
@@ -47,4 +48,48 @@ func ExampleWorker_Call() {
 		w.Logger().Info("primary answered", "answer", reply["answer"])
 		return w.Serve(ctx, http.NotFoundHandler())
 	})
+}
+
+// A cluster as a value: start it, wait until every worker is ready, use
+// its address, stop it gracefully. In a worker process (this same binary,
+// re-executed) New and Run play the worker's part and call the function.
+func ExampleNew() {
+	c, err := cluster.New(cluster.Options{
+		Addr:    "127.0.0.1:0", // any free port: Addr says which
+		Workers: 2,
+		Logger:  slog.New(slog.DiscardHandler),
+	}, func(ctx context.Context, w *cluster.Worker) error {
+		return w.Serve(ctx, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			fmt.Fprintln(rw, "hello")
+		}))
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- c.Run(context.Background()) }()
+
+	select {
+	case <-c.Ready():
+	case err := <-runErr:
+		fmt.Println("cluster stopped:", err)
+		return
+	}
+	resp, err := http.Get("http://" + c.Addr().String() + "/")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	fmt.Println("status", resp.StatusCode)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fmt.Println("shutdown:", c.Shutdown(ctx)) // waits for every worker to finish
+	fmt.Println("run:", <-runErr)
+	// Output:
+	// status 200
+	// shutdown: <nil>
+	// run: <nil>
 }

@@ -26,6 +26,13 @@ const (
 // back as its text.
 type CallHandler func(ctx context.Context, method string, body json.RawMessage) (any, error)
 
+// DataCallHandler answers a worker's Worker.CallData in the primary: the
+// request's JSON body and its bytes (data, never nil; the handler may keep
+// it), and returns a reply JSON-encoded as Calls' is, plus bytes sent
+// beside it as they are (nil for none). It runs concurrently, one goroutine
+// per call; an error travels back as its text (a *RemoteError).
+type DataCallHandler func(ctx context.Context, method string, body json.RawMessage, data []byte) (reply any, replyData []byte, err error)
+
 // Options configure a cluster. The zero value runs DefaultWorkers() workers
 // on DefaultAddr.
 type Options struct {
@@ -72,9 +79,16 @@ type Options struct {
 	// level with worker and pid attached, the workers'. Default slog.Default().
 	Logger *slog.Logger
 
+	hooks *runHooks // set by Cluster.Run (cluster.go)
+
 	// Calls answers workers' calls that the cluster does not answer itself
 	// (every method not starting with "cluster."). Nil: such calls fail.
 	Calls CallHandler
+
+	// DataCalls answers workers' Worker.CallData, the calls that carry
+	// bytes (store.Host.DataCalls, the shared store's values). Nil: such
+	// calls fail.
+	DataCalls DataCallHandler
 
 	// Args are the command-line arguments a worker is started with (its
 	// os.Args[1:]); the executable is this one. Default (nil) os.Args[1:],

@@ -230,6 +230,7 @@ func runPrimary(ctx context.Context, opts Options) error {
 		}
 	}
 	defer p.ln.Close()
+	opts.hooks.onListening(p.ln.Addr())
 	var err error
 	if p.lnF, err = listen.Passable(p.ln); err != nil {
 		return fmt.Errorf("cluster: %w", err)
@@ -298,6 +299,7 @@ func runPrimary(ctx context.Context, opts Options) error {
 			}
 		}
 	}()
+	p.onAllReady = append(p.onAllReady, opts.hooks.onAllReady)
 	relCtx, stopRelease := context.WithCancel(ctx)
 	go releaseWhenIdle(relCtx, p.calls.Load)
 	err = p.loop(ctx)

@@ -308,6 +308,18 @@ func (h *primaryIPC) HandleRequest(ctx context.Context, method string, body []by
 	return v, err
 }
 
+// HandleDataRequest answers a worker's CallData with Options.DataCalls.
+func (h *primaryIPC) HandleDataRequest(ctx context.Context, method string, body, data []byte) (any, []byte, error) {
+	h.p.calls.Add(1)
+	if strings.HasPrefix(method, "cluster.") || h.p.opts.DataCalls == nil {
+		return nil, nil, fmt.Errorf("cluster: unknown call %q", method)
+	}
+	start := time.Now()
+	v, out, err := h.p.opts.DataCalls(ctx, method, body, data)
+	h.p.mx.observeCall(method, time.Since(start), err)
+	return v, out, err
+}
+
 // workerProcs is the GOMAXPROCS a new worker gets.
 func (p *primary) workerProcs() int {
 	if p.opts.WorkerGOMAXPROCS > 0 {

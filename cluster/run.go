@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"strconv"
 )
 
 // EnvWorkerID marks a worker process: the primary sets it to the worker's
@@ -66,34 +65,25 @@ func IsWorker() bool {
 	return ok
 }
 
-// Run runs a cluster. In the primary (the process a user starts) it opens
-// the listening socket, starts the workers by re-executing this binary, and
-// supervises them until ctx is done or a SIGTERM/SIGINT arrives, then stops
-// them gracefully and returns nil. In a worker it calls fn with the
-// worker's identity, listener and link to the primary; fn should serve until
-// its ctx is done (the primary asked it to drain, or went away) and then
-// return. So the same main function serves as both, like Node's cluster.
+// Run runs a cluster: the shortcut for New(opts, fn) and its Run, for a
+// program that needs neither Ready nor Shutdown. In the primary (the process
+// a user starts) it opens the listening socket, starts the workers by
+// re-executing this binary, and supervises them until ctx is done or a
+// SIGTERM/SIGINT arrives, then stops them gracefully and returns nil. In a
+// worker it calls fn with the worker's identity, listener and link to the
+// primary; fn should serve until its ctx is done (the primary asked it to
+// drain, or went away) and then return. So the same main function serves as
+// both, like Node's cluster.
 //
 // With opts.Single, Run calls fn in this process with no primary.
 //
-// Run blocks. Errors: a listen failure (wrapping listen.ErrInUse when the
-// port is taken) before anything started, ErrNoPrimary in a process wrongly
-// marked as a worker, or whatever fn returned in a worker.
+// Run blocks. Errors: a listen failure (wrapping ErrInUse when the port is
+// taken) before anything started, ErrNoPrimary in a process wrongly marked
+// as a worker, or whatever fn returned in a worker. See Cluster.Run.
 func Run(ctx context.Context, opts Options, fn func(ctx context.Context, w *Worker) error) error {
-	opts = opts.withDefaults()
-	if IsExecHelper() {
-		return ExecHelper()
+	c, err := New(opts, fn)
+	if err != nil {
+		return err
 	}
-	if s, ok := os.LookupEnv(EnvWorkerID); ok {
-		id, err := strconv.Atoi(s)
-		if err != nil || id < 0 {
-			return ErrNoPrimary
-		}
-		opts.takeWorkerOptions()
-		return runWorker(ctx, id, opts, fn)
-	}
-	if opts.Single {
-		return runSingle(ctx, opts, fn)
-	}
-	return runPrimary(ctx, opts)
+	return c.Run(ctx)
 }

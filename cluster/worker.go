@@ -155,6 +155,24 @@ func (e *notSentError) Is(target error) bool {
 
 func (e *notSentError) Unwrap() error { return e.err }
 
+// CallData is Call with bytes: data travels beside the JSON-encoded req as
+// it is (not base64 in JSON) to the primary's Options.DataCalls handler,
+// and the reply's bytes are returned (nil when it had none). It blocks like
+// Call and fails like it.
+func (w *Worker) CallData(ctx context.Context, method string, req any, data []byte, resp any) ([]byte, error) {
+	if w.conn == nil {
+		return nil, ErrNoPrimary
+	}
+	out, err := w.conn.CallData(ctx, method, req, data, resp)
+	switch {
+	case errors.Is(err, ipc.ErrNotSent):
+		return nil, &notSentError{method: method, err: err}
+	case errors.Is(err, ipc.ErrClosed):
+		return nil, fmt.Errorf("%w: %s", ErrClosed, method)
+	}
+	return out, err
+}
+
 // WorkerStatus is one worker as the primary sees it.
 type WorkerStatus struct {
 	ID        int       `json:"id"`
@@ -344,6 +362,7 @@ func runWorker(ctx context.Context, id int, opts Options, fn func(context.Contex
 	log := w.log
 	wctx, drain := context.WithCancel(ctx)
 	defer drain()
+	opts.hooks.onWorker(wctx, w)
 	h := &workerIPC{w: w, drain: drain}
 	w.conn = ipc.NewConn(nc, h)
 	go func() {
@@ -448,6 +467,7 @@ func runSingle(ctx context.Context, opts Options, fn func(context.Context, *Work
 	w := &Worker{ln: ln, log: opts.Logger, opts: opts, metrics: newReqMetrics(), readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout, unreadyC: make(chan struct{})}
 	ctx, stop := stopContext(ctx, w, opts.DrainDelay)
 	defer stop()
+	opts.hooks.onWorker(ctx, w)
 	relCtx, stopRelease := context.WithCancel(ctx)
 	defer stopRelease()
 	go releaseWhenIdle(relCtx, w.requests.Load)

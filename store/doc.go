@@ -4,8 +4,9 @@
 // # Backends
 //
 // The embedded store is the default: the primary holds the data and workers
-// reach it over their IPC channel to the primary (NewRemote on the worker,
-// Serve on the primary). Because it lives in the primary, it survives the
+// reach it over their IPC channel to the primary (Remote on the worker,
+// NewHost's DataCalls on the primary, values as bytes; NewRemote and
+// Serve speak the older JSON protocol, values base64'd). Because it lives in the primary, it survives the
 // crash of any worker. It comes in two forms:
 //
 //   - NewMemory keeps it in the primary's memory. Nothing is written

@@ -75,3 +75,38 @@ func ExampleNewRemote() {
 	fmt.Println(n, w2.Backend())
 	// Output: 2 embedded (memory)
 }
+
+// dataLoopback stands in for a worker's link to the primary as the cluster
+// runtime gives it (cluster.Worker): a request's JSON with its bytes beside
+// it, to the primary's Host.DataCalls.
+type dataLoopback struct{ h *store.Host }
+
+func (l dataLoopback) Call(ctx context.Context, method string, req, resp any) error {
+	_, err := l.CallData(ctx, method, req, []byte{}, resp)
+	return err
+}
+
+func (l dataLoopback) CallData(ctx context.Context, method string, req any, data []byte, resp any) ([]byte, error) {
+	body, _ := json.Marshal(req)
+	out, outData, err := l.h.DataCalls(ctx, method, body, data)
+	if err != nil {
+		return nil, err
+	}
+	b, _ := json.Marshal(out)
+	return outData, json.Unmarshal(b, resp)
+}
+
+func ExampleNewHost() {
+	// In the primary: host the store; with a cluster,
+	//   opts.DataCalls, opts.OnHandover = host.DataCalls, host.Release
+	host := store.NewHost(store.NewMemory())
+	defer host.Close()
+
+	// In each worker: store.Remote(w), with w the *cluster.Worker.
+	w1, w2 := store.Remote(dataLoopback{host}), store.Remote(dataLoopback{host})
+	ctx := context.Background()
+	_ = w1.Set(ctx, "greeting", []byte("hello\x00bytes"), 0)
+	v, _ := w2.Get(ctx, "greeting")
+	fmt.Printf("%q\n", v)
+	// Output: "hello\x00bytes"
+}

@@ -19,12 +19,23 @@ func (h serveHandler) HandleRequest(ctx context.Context, method string, body []b
 }
 func (serveHandler) HandleNotify(string, []byte) {}
 
-// overIPC returns a worker's view of s: store.NewRemote over a real
-// socketpair with herd's frame codec, s served on the other end as the
-// primary serves it. Only the process boundary is missing.
-func overIPC(tb testing.TB, s store.Store) store.Store {
+// hostHandler answers both protocols from a store.Host, as a cluster's
+// primary does with Options.Calls and Options.DataCalls.
+type hostHandler struct{ h *store.Host }
+
+func (h hostHandler) HandleRequest(ctx context.Context, method string, body []byte) (any, error) {
+	return h.h.Calls(ctx, method, body)
+}
+func (h hostHandler) HandleDataRequest(ctx context.Context, method string, body, data []byte) (any, []byte, error) {
+	return h.h.DataCalls(ctx, method, body, data)
+}
+func (hostHandler) HandleNotify(string, []byte) {}
+
+// ipcPair returns a primary's and a worker's ends of a real socketpair
+// with herd's frame codec, the primary's answered by h, both served until
+// the test ends.
+func ipcPair(tb testing.TB, h ipc.Handler) (worker *ipc.Conn) {
 	tb.Helper()
-	serve := store.Serve(s)
 	pc, f, err := ipc.Pair()
 	if err != nil {
 		tb.Fatal(err)
@@ -33,15 +44,33 @@ func overIPC(tb testing.TB, s store.Store) store.Store {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	primary := ipc.NewConn(pc, serveHandler{serve: func(ctx context.Context, m string, b []byte) (any, error) { return serve(ctx, m, b) }})
-	worker := ipc.NewConn(wc, serveHandler{})
-	go primary.Serve() //nolint:errcheck // ends with the connection when the benchmark closes it
-	go worker.Serve()  //nolint:errcheck // ends with the connection when the benchmark closes it
+	primary := ipc.NewConn(pc, h)
+	worker = ipc.NewConn(wc, serveHandler{})
+	go primary.Serve() //nolint:errcheck // ends with the connection when the test closes it
+	go worker.Serve()  //nolint:errcheck // ends with the connection when the test closes it
 	tb.Cleanup(func() { worker.Close(); primary.Close(); <-worker.Done(); <-primary.Done() })
-	return store.NewRemote(worker)
+	return worker
 }
 
-// The conformance suite over the real IPC path too.
+// overIPC returns a worker's view of s as a cluster gives it: store.Remote
+// over a real socketpair, values as bytes, s hosted on the other end by
+// store.NewHost. Only the process boundary is missing.
+func overIPC(tb testing.TB, s store.Store) store.Store {
+	tb.Helper()
+	return store.Remote(ipcPair(tb, hostHandler{store.NewHost(s)}))
+}
+
+// overIPCJSON is overIPC with NewRemote's JSON protocol (values base64'd).
+func overIPCJSON(tb testing.TB, s store.Store) store.Store {
+	tb.Helper()
+	return store.NewRemote(ipcPair(tb, hostHandler{store.NewHost(s)}))
+}
+
+// The conformance suite over the real IPC path too, in both protocols.
 func TestConformanceIPCMemory(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return overIPC(t, newMemory(t)) })
+}
+
+func TestConformanceIPCJSONMemory(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return overIPCJSON(t, newMemory(t)) })
 }

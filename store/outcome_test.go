@@ -16,7 +16,6 @@ import (
 func pausedPrimary(t *testing.T, s store.Store) (remote store.Store, release chan struct{}) {
 	t.Helper()
 	release = make(chan struct{})
-	serve := store.Serve(s)
 	pc, f, err := ipc.Pair()
 	if err != nil {
 		t.Fatal(err)
@@ -25,10 +24,7 @@ func pausedPrimary(t *testing.T, s store.Store) (remote store.Store, release cha
 	if err != nil {
 		t.Fatal(err)
 	}
-	primary := ipc.NewConn(pc, serveHandler{serve: func(ctx context.Context, m string, b []byte) (any, error) {
-		<-release
-		return serve(context.Background(), m, b)
-	}})
+	primary := ipc.NewConn(pc, pausedHost{hostHandler{store.NewHost(s)}, release})
 	worker := ipc.NewConn(wc, serveHandler{})
 	go primary.Serve() //nolint:errcheck // ends with the connection when the test closes it
 	go worker.Serve()  //nolint:errcheck // ends with the connection when the test closes it
@@ -43,7 +39,18 @@ func pausedPrimary(t *testing.T, s store.Store) (remote store.Store, release cha
 		<-worker.Done()
 		<-primary.Done()
 	})
-	return store.NewRemote(worker), release
+	return store.Remote(worker), release
+}
+
+// pausedHost answers after release is closed.
+type pausedHost struct {
+	hostHandler
+	release chan struct{}
+}
+
+func (p pausedHost) HandleDataRequest(ctx context.Context, method string, body, data []byte) (any, []byte, error) {
+	<-p.release
+	return p.hostHandler.HandleDataRequest(context.Background(), method, body, data)
 }
 
 // TestRemoteWriteUnansweredIsOutcomeUnknown: a write the paused primary
@@ -121,12 +128,20 @@ func overIPCWith(t *testing.T, serve func(ctx context.Context, m string, b []byt
 	if err != nil {
 		t.Fatal(err)
 	}
-	primary := ipc.NewConn(pc, serveHandler{serve: serve})
+	primary := ipc.NewConn(pc, refusing{serveHandler{serve: serve}})
 	worker := ipc.NewConn(wc, serveHandler{})
 	go primary.Serve() //nolint:errcheck // ends with the connection when the test closes it
 	go worker.Serve()  //nolint:errcheck // ends with the connection when the test closes it
 	t.Cleanup(func() { worker.Close(); primary.Close(); <-worker.Done(); <-primary.Done() })
-	return store.NewRemote(worker)
+	return store.Remote(worker)
+}
+
+// refusing answers data requests as serve answers the JSON ones.
+type refusing struct{ serveHandler }
+
+func (r refusing) HandleDataRequest(ctx context.Context, method string, body, data []byte) (any, []byte, error) {
+	v, err := r.serve(ctx, method, body)
+	return v, nil, err
 }
 
 // TestRemoteWriteNotSentIsNotOutcomeUnknown: once the primary is gone, a

@@ -168,63 +168,84 @@ func (w wireError) err() error {
 // other method an error wrapping ErrUnknownMethod.
 func Serve(s Store) func(ctx context.Context, method string, body json.RawMessage) (any, error) {
 	return func(ctx context.Context, method string, body json.RawMessage) (any, error) {
-		switch method {
-		case MethodGet:
-			var req keyRequest
-			if err := decodeRequest(method, body, &req); err != nil {
-				return nil, err
-			}
-			v, err := s.Get(ctx, req.Key)
-			if errors.Is(err, ErrNotFound) {
-				return getReply{}, nil
-			}
-			return getReply{wireError: toWire(err), Found: err == nil, Value: v}, nil
-		case MethodSet:
-			var req setRequest
-			if err := decodeRequest(method, body, &req); err != nil {
-				return nil, err
-			}
-			err := s.Set(ctx, req.Key, req.Value, time.Duration(req.TTLNs))
-			return setReply{wireError: toWire(err)}, nil
-		case MethodDelete:
-			var req keyRequest
-			if err := decodeRequest(method, body, &req); err != nil {
-				return nil, err
-			}
-			err := s.Delete(ctx, req.Key)
-			if errors.Is(err, ErrNotFound) {
-				return deleteReply{}, nil
-			}
-			return deleteReply{wireError: toWire(err), Found: err == nil}, nil
-		case MethodIncr:
-			var req keyRequest
-			if err := decodeRequest(method, body, &req); err != nil {
-				return nil, err
-			}
-			n, err := s.Incr(ctx, req.Key)
-			return incrReply{wireError: toWire(err), Value: n}, nil
-		case MethodKeys:
-			var req keysRequest
-			if err := decodeRequest(method, body, &req); err != nil {
-				return nil, err
-			}
-			keys, err := s.Keys(ctx, req.Prefix)
-			if keys == nil {
-				keys = []string{}
-			}
-			return keysReply{wireError: toWire(err), Keys: keys}, nil
-		case MethodApply:
-			var req applyRequest
-			if err := decodeRequest(method, body, &req); err != nil {
-				return nil, err
-			}
-			res, err := s.Apply(ctx, req.ID, Write{Op: req.Op, Key: req.Key, Value: req.Value, TTL: time.Duration(req.TTLNs)})
-			return applyReply{wireError: toWire(err), N: res.N, NotFound: res.NotFound, Replayed: res.Replayed}, nil
-		case MethodBackend:
-			return backendReply{Backend: s.Backend()}, nil
-		default:
-			return nil, fmt.Errorf("%w %q", ErrUnknownMethod, method)
+		reply, _, err := serve(ctx, s, method, body, nil)
+		return reply, err
+	}
+}
+
+// serve answers one request from s. With data nil the request and reply
+// carry values inside their JSON (base64); with data non-nil (the
+// CallData protocol) the request's value is data and a Get's value is
+// returned as the reply's bytes.
+func serve(ctx context.Context, s Store, method string, body, data []byte) (any, []byte, error) {
+	switch method {
+	case MethodGet:
+		var req keyRequest
+		if err := decodeRequest(method, body, &req); err != nil {
+			return nil, nil, err
 		}
+		v, err := s.Get(ctx, req.Key)
+		if errors.Is(err, ErrNotFound) {
+			return getReply{}, nil, nil
+		}
+		if data != nil {
+			if err == nil && v == nil {
+				v = []byte{}
+			}
+			return getReply{wireError: toWire(err), Found: err == nil}, v, nil
+		}
+		return getReply{wireError: toWire(err), Found: err == nil, Value: v}, nil, nil
+	case MethodSet:
+		var req setRequest
+		if err := decodeRequest(method, body, &req); err != nil {
+			return nil, nil, err
+		}
+		if data != nil {
+			req.Value = data
+		}
+		err := s.Set(ctx, req.Key, req.Value, time.Duration(req.TTLNs))
+		return setReply{wireError: toWire(err)}, nil, nil
+	case MethodDelete:
+		var req keyRequest
+		if err := decodeRequest(method, body, &req); err != nil {
+			return nil, nil, err
+		}
+		err := s.Delete(ctx, req.Key)
+		if errors.Is(err, ErrNotFound) {
+			return deleteReply{}, nil, nil
+		}
+		return deleteReply{wireError: toWire(err), Found: err == nil}, nil, nil
+	case MethodIncr:
+		var req keyRequest
+		if err := decodeRequest(method, body, &req); err != nil {
+			return nil, nil, err
+		}
+		n, err := s.Incr(ctx, req.Key)
+		return incrReply{wireError: toWire(err), Value: n}, nil, nil
+	case MethodKeys:
+		var req keysRequest
+		if err := decodeRequest(method, body, &req); err != nil {
+			return nil, nil, err
+		}
+		keys, err := s.Keys(ctx, req.Prefix)
+		if keys == nil {
+			keys = []string{}
+		}
+		return keysReply{wireError: toWire(err), Keys: keys}, nil, nil
+	case MethodApply:
+		var req applyRequest
+		if err := decodeRequest(method, body, &req); err != nil {
+			return nil, nil, err
+		}
+		if data != nil && req.Op == OpSet {
+			req.Value = data
+		}
+		res, err := s.Apply(ctx, req.ID, Write{Op: req.Op, Key: req.Key, Value: req.Value, TTL: time.Duration(req.TTLNs)})
+		return applyReply{wireError: toWire(err), N: res.N, NotFound: res.NotFound, Replayed: res.Replayed}, nil, nil
+	case MethodBackend:
+		return backendReply{Backend: s.Backend()}, nil, nil
+	default:
+		return nil, nil, fmt.Errorf("%w %q", ErrUnknownMethod, method)
 	}
 }
 
@@ -243,7 +264,8 @@ const remoteBackendTimeout = 2 * time.Second
 
 // remote is a worker's view of the primary's store.
 type remote struct {
-	c Caller
+	c  Caller
+	dc DataCaller // set by Remote: values travel as bytes
 
 	mu      sync.Mutex
 	backend string // the primary's answer, once it gave one
@@ -260,8 +282,29 @@ type remote struct {
 // it is called, waiting up to 2 s, and remembers the answer; until the
 // primary answers it reports "embedded". Close only stops this value from
 // being used; it does not close c, which the cluster runtime owns.
+//
+// NewRemote speaks the JSON protocol, values base64'd inside it, that Serve
+// and Host.Calls answer; Remote is the same over CallData, values as bytes.
 func NewRemote(c Caller) Store {
 	return &remote{c: c}
+}
+
+// DataCaller is a Caller that also sends bytes beside a request's JSON and
+// gets bytes back (cluster.Worker.CallData): data is sent as it is, not
+// base64'd. It is safe for concurrent use.
+type DataCaller interface {
+	Caller
+	CallData(ctx context.Context, method string, req any, data []byte, resp any) ([]byte, error)
+}
+
+// Remote returns the worker's side of the embedded store, as NewRemote
+// does (same contracts, same errors), over c's CallData: values travel as
+// bytes beside a small JSON header, and the primary answers with
+// Host.DataCalls (cluster.Options.DataCalls). In a worker:
+//
+//	st := store.Remote(w) // w is the *cluster.Worker
+func Remote(c DataCaller) Store {
+	return &remote{c: c, dc: c}
 }
 
 // call makes one request to the primary. A failed read wraps
@@ -271,30 +314,47 @@ func NewRemote(c Caller) Store {
 // request was never sent (ErrNotSent): a write sent and not answered may
 // still be made when a paused primary resumes.
 func (r *remote) call(ctx context.Context, method string, write bool, req, resp any) error {
+	_, err := r.callData(ctx, method, write, req, nil, resp)
+	return err
+}
+
+// callData is call with a value: over CallData (Remote) value travels as
+// bytes and the reply's bytes are returned; over Call (NewRemote) the
+// request already holds it.
+func (r *remote) callData(ctx context.Context, method string, write bool, req any, value []byte, resp any) ([]byte, error) {
 	if err := checkCtx(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	r.mu.Lock()
 	closed := r.closed
 	r.mu.Unlock()
 	if closed {
-		return ErrClosed
+		return nil, ErrClosed
 	}
-	err := r.c.Call(ctx, method, req, resp)
+	var out []byte
+	var err error
+	if r.dc != nil {
+		if value == nil {
+			value = []byte{}
+		}
+		out, err = r.dc.CallData(ctx, method, req, value, resp)
+	} else {
+		err = r.c.Call(ctx, method, req, resp)
+	}
 	if err == nil {
-		return nil
+		return out, nil
 	}
 	var refused *ipc.RemoteError
 	unknown := write && !errors.As(err, &refused) && !errors.Is(err, ErrNotSent) && !errors.Is(err, ipc.ErrNotSent)
 	switch cerr := ctx.Err(); {
 	case unknown && cerr != nil:
-		return fmt.Errorf("%w: %w: primary did not answer %s: %w", ErrOutcomeUnknown, ErrUnavailable, method, cerr)
+		return nil, fmt.Errorf("%w: %w: primary did not answer %s: %w", ErrOutcomeUnknown, ErrUnavailable, method, cerr)
 	case unknown:
-		return fmt.Errorf("%w: %w: primary: %s: %w", ErrOutcomeUnknown, ErrUnavailable, method, err)
+		return nil, fmt.Errorf("%w: %w: primary: %s: %w", ErrOutcomeUnknown, ErrUnavailable, method, err)
 	case cerr != nil:
-		return fmt.Errorf("store: %s: %w", method, cerr)
+		return nil, fmt.Errorf("store: %s: %w", method, cerr)
 	default:
-		return fmt.Errorf("%w: primary: %s: %w", ErrUnavailable, method, err)
+		return nil, fmt.Errorf("%w: primary: %s: %w", ErrUnavailable, method, err)
 	}
 }
 
@@ -303,8 +363,12 @@ func (r *remote) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, err
 	}
 	var resp getReply
-	if err := r.call(ctx, MethodGet, false, keyRequest{Key: key}, &resp); err != nil {
+	v, err := r.callData(ctx, MethodGet, false, keyRequest{Key: key}, nil, &resp)
+	if err != nil {
 		return nil, err
+	}
+	if r.dc != nil {
+		resp.Value = v
 	}
 	if err := resp.err(); err != nil {
 		return nil, err
@@ -326,7 +390,15 @@ func (r *remote) Set(ctx context.Context, key string, value []byte, ttl time.Dur
 		return err
 	}
 	var resp setReply
-	if err := r.call(ctx, MethodSet, true, setRequest{Key: key, Value: value, TTLNs: int64(ttl)}, &resp); err != nil {
+	req := setRequest{Key: key, Value: value, TTLNs: int64(ttl)}
+	data := value
+	if r.dc != nil {
+		req.Value = nil
+		if data == nil {
+			data = []byte{}
+		}
+	}
+	if _, err := r.callData(ctx, MethodSet, true, req, data, &resp); err != nil {
 		return err
 	}
 	return resp.err()
@@ -372,7 +444,11 @@ func (r *remote) Apply(ctx context.Context, id string, w Write) (Result, error) 
 	}
 	var resp applyReply
 	req := applyRequest{ID: id, Op: w.Op, Key: w.Key, Value: w.Value, TTLNs: int64(w.TTL)}
-	if err := r.call(ctx, MethodApply, true, req, &resp); err != nil {
+	var data []byte
+	if r.dc != nil {
+		data, req.Value = req.Value, nil
+	}
+	if _, err := r.callData(ctx, MethodApply, true, req, data, &resp); err != nil {
 		return Result{}, err
 	}
 	if err := resp.err(); err != nil {
@@ -405,7 +481,13 @@ func (r *remote) Backend() string {
 	ctx, cancel := context.WithTimeout(context.Background(), remoteBackendTimeout)
 	defer cancel()
 	var resp backendReply
-	if err := r.c.Call(ctx, MethodBackend, struct{}{}, &resp); err != nil || resp.Backend == "" {
+	var err error
+	if r.dc != nil {
+		_, err = r.dc.CallData(ctx, MethodBackend, struct{}{}, []byte{}, &resp)
+	} else {
+		err = r.c.Call(ctx, MethodBackend, struct{}{}, &resp)
+	}
+	if err != nil || resp.Backend == "" {
 		return "embedded"
 	}
 	r.mu.Lock()

@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/herd-go/herd/app"
@@ -103,23 +102,26 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var local store.Store
 	var storeCalls cluster.CallHandler
 	if cfg.RedisURL == "" {
-		var released atomic.Bool
+		var host *store.Host
 		if cluster.IsUpgrade() && cfg.StateFile != "" {
-			late := openLate(ctx, cfg, log)
-			defer late.Close()
-			storeCalls = primaryCalls(late.get, &released)
-			opts.OnHandover = func() { released.Store(true); late.Close() }
+			// The old primary holds the bbolt file until this one is
+			// ready: open it once it lets go.
+			host = store.NewHostOpening(ctx, func() (store.Store, error) {
+				return store.OpenBolt(cfg.StateFile, store.BoltOptions{LockTimeout: time.Second})
+			}, func() {
+				log.Info("state file opened after the previous primary released it", "path", cfg.StateFile)
+			})
 		} else {
 			st, err := openEmbedded(cfg)
 			if err != nil {
 				fmt.Fprintf(stderr, "herd: %v\n", err)
 				return exitUsage
 			}
-			defer st.Close()
 			local = st
-			storeCalls = primaryCalls(func(context.Context) (store.Store, error) { return st, nil }, &released)
-			opts.OnHandover = func() { released.Store(true); st.Close() }
+			host = store.NewHost(st)
 		}
+		defer host.Close()
+		storeCalls, opts.DataCalls, opts.OnHandover = host.Calls, host.DataCalls, host.Release
 	}
 	opts.Calls = configCalls(cfg, storeCalls)
 
@@ -141,7 +143,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.Is(err, listen.ErrInUse):
+	case errors.Is(err, cluster.ErrInUse):
 		fmt.Fprintln(stderr, portInUse(cfg, opts.Addr))
 		return exitUsage
 	case errors.Is(err, cluster.ErrStartFailed):
@@ -226,7 +228,7 @@ func serveApp(ctx context.Context, w *cluster.Worker, cfg serveConfig, local sto
 		defer rs.Close()
 		st = rs
 	case w.ID != 0:
-		st = store.NewRemote(w)
+		st = store.Remote(w)
 	}
 	if w.ID != 0 {
 		c = workerLister{w}

@@ -2,19 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
-	"github.com/herd-go/herd/cluster"
 	"github.com/herd-go/herd/store"
 )
 
@@ -93,84 +88,4 @@ func redisReply(err error, password string) string {
 		msg = strings.ReplaceAll(msg, password, "xxxxx")
 	}
 	return msg
-}
-
-// lateStore is the primary's embedded store during a binary upgrade: the
-// old primary holds the bbolt file lock until the new one is ready, so the
-// new one opens the file in the background, and calls wait for it (within
-// their own deadline) rather than fail.
-type lateStore struct {
-	readyC chan struct{}
-	mu     sync.Mutex
-	st     store.Store // set once readyC is closed
-	closed bool
-}
-
-func openLate(ctx context.Context, cfg serveConfig, log *slog.Logger) *lateStore {
-	l := &lateStore{readyC: make(chan struct{})}
-	go func() {
-		for {
-			st, err := store.OpenBolt(cfg.StateFile, store.BoltOptions{LockTimeout: time.Second})
-			if err == nil {
-				l.mu.Lock()
-				if l.closed {
-					st.Close()
-				} else {
-					l.st = st
-				}
-				l.mu.Unlock()
-				close(l.readyC)
-				log.Info("state file opened after the previous primary released it", "path", cfg.StateFile)
-				return
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}()
-	return l
-}
-
-// get waits until the store is open or ctx ends.
-func (l *lateStore) get(ctx context.Context) (store.Store, error) {
-	select {
-	case <-l.readyC:
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		if l.st == nil {
-			return nil, store.ErrClosed
-		}
-		return l.st, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: the state file is still held by the previous primary", store.ErrUnavailable)
-	}
-}
-
-func (l *lateStore) Close() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.closed = true
-	if l.st != nil {
-		return l.st.Close()
-	}
-	return nil
-}
-
-// primaryCalls answers workers' store calls in the primary. After a
-// handover (released true) the new primary owns the store: calls from this
-// primary's draining workers fail as unavailable.
-func primaryCalls(get func(ctx context.Context) (store.Store, error), released *atomic.Bool) cluster.CallHandler {
-	return func(ctx context.Context, method string, body json.RawMessage) (any, error) {
-		if released.Load() {
-			return nil, fmt.Errorf("%w: handed over to the new primary", store.ErrUnavailable)
-		}
-		st, err := get(ctx)
-		if err != nil {
-			// The remote side turns any failure into ErrUnavailable: a 503.
-			return nil, err
-		}
-		return store.Serve(st)(ctx, method, body)
-	}
 }

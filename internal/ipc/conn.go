@@ -29,11 +29,24 @@ func (e *RemoteError) Error() string { return e.Msg }
 
 // Handler receives what the peer sends. HandleRequest runs in its own
 // goroutine per request, so it may block; its result is JSON-encoded as the
-// reply, and a non-nil error travels back as a RemoteError. HandleNotify runs
-// on the reading goroutine, in arrival order, and must not block.
+// reply, and a non-nil error travels back as a RemoteError. A request
+// carrying Data (Conn.CallData) goes to a DataHandler's HandleDataRequest;
+// a Handler that is not one refuses it rather than drop the bytes.
+// HandleNotify runs on the reading goroutine, in arrival order, and must
+// not block.
 type Handler interface {
 	HandleRequest(ctx context.Context, method string, body []byte) (any, error)
 	HandleNotify(method string, body []byte)
+}
+
+// DataHandler is a Handler that also answers requests carrying Data (see
+// Conn.CallData). HandleDataRequest gets every request that came with
+// Data, as HandleRequest gets the others, in its own goroutine; data
+// aliases nothing and may be kept. The reply is encoded as JSON, and
+// replyData (nil for none) travels beside it as bytes.
+type DataHandler interface {
+	Handler
+	HandleDataRequest(ctx context.Context, method string, body, data []byte) (reply any, replyData []byte, err error)
 }
 
 // WriteTimeout bounds one write so that a stopped peer (SIGSTOP) with a full
@@ -115,7 +128,11 @@ func (c *Conn) readLoop() error {
 			c.handler.HandleNotify(m.Method, m.Body)
 			buf = b // the handler does not keep Body
 		case KindReply:
-			m.Body = append([]byte(nil), m.Body...)
+			if m.Data != nil {
+				m, _ = Decode(append([]byte(nil), b...)) // Body and Data in one copy
+			} else {
+				m.Body = append([]byte(nil), m.Body...)
+			}
 			c.mu.Lock()
 			ch := c.pending[m.ID]
 			delete(c.pending, m.ID)
@@ -125,17 +142,36 @@ func (c *Conn) readLoop() error {
 			}
 			buf = b
 		case KindRequest:
-			body := append([]byte(nil), m.Body...)
-			go c.serveRequest(m.ID, m.Method, body)
+			// One copy for both: buf is reused for the next frame.
+			all := append([]byte(nil), b...)
+			rm, _ := Decode(all) // decoded once already
+			go c.serveRequest(rm)
 			buf = b
 		}
 	}
 }
 
-func (c *Conn) serveRequest(id uint64, method string, body []byte) {
-	res, err := c.handler.HandleRequest(c.ctx, method, body)
-	reply := Message{Kind: KindReply, ID: id}
+func (c *Conn) serveRequest(m Message) {
+	id, method := m.ID, m.Method
+	var (
+		res      any
+		err      error
+		respData []byte
+	)
+	dh, ok := c.handler.(DataHandler)
+	switch {
+	case m.Data == nil:
+		res, err = c.handler.HandleRequest(c.ctx, method, m.Body)
+	case ok:
+		res, respData, err = dh.HandleDataRequest(c.ctx, method, m.Body, m.Data)
+	default:
+		// Answering without the bytes would lose them (a value stored as
+		// empty): refuse.
+		err = fmt.Errorf("ipc: %s carries data and this peer takes none", method)
+	}
+	reply := Message{Kind: KindReply, ID: id, Data: respData}
 	if err != nil {
+		reply.Data = nil
 		reply.Err = err.Error()
 		if reply.Err == "" {
 			reply.Err = "ipc: handler failed"
@@ -158,11 +194,27 @@ func (c *Conn) serveRequest(id uint64, method string, body []byte) {
 // request never reached the peer; after any other failure the peer may
 // have received it and may act on it.
 func (c *Conn) Call(ctx context.Context, method string, req, resp any) error {
+	_, err := c.call(ctx, method, req, nil, resp)
+	return err
+}
+
+// CallData is Call with a byte payload: data (which must not be nil; an
+// empty slice is an empty payload) travels beside the JSON-encoded req as
+// it is, to the peer's DataHandler, and the reply's own bytes are returned
+// (nil when the reply carried none). Errors as Call's.
+func (c *Conn) CallData(ctx context.Context, method string, req any, data []byte, resp any) ([]byte, error) {
+	if data == nil {
+		data = []byte{}
+	}
+	return c.call(ctx, method, req, data, resp)
+}
+
+func (c *Conn) call(ctx context.Context, method string, req any, data []byte, resp any) ([]byte, error) {
 	var body []byte
 	if req != nil {
 		var err error
 		if body, err = json.Marshal(req); err != nil {
-			return fmt.Errorf("ipc: encoding %s request: %w", method, err)
+			return nil, fmt.Errorf("ipc: encoding %s request: %w", method, err)
 		}
 	}
 	id := c.nextID.Add(1)
@@ -171,34 +223,34 @@ func (c *Conn) Call(ctx context.Context, method string, req, resp any) error {
 	if c.pending == nil {
 		err := c.err
 		c.mu.Unlock()
-		return fmt.Errorf("%w: %w", ErrNotSent, err)
+		return nil, fmt.Errorf("%w: %w", ErrNotSent, err)
 	}
 	c.pending[id] = ch
 	c.mu.Unlock()
 
-	if err := c.send(Message{Kind: KindRequest, ID: id, Method: method, Body: body}); err != nil {
+	if err := c.send(Message{Kind: KindRequest, ID: id, Method: method, Body: body, Data: data}); err != nil {
 		// A frame cut short by a failed write closes the connection: the
 		// peer never reads it whole, so never acts on it.
 		c.forget(id)
-		return fmt.Errorf("%w: %w", ErrNotSent, err)
+		return nil, fmt.Errorf("%w: %w", ErrNotSent, err)
 	}
 	select {
 	case m, ok := <-ch:
 		if !ok {
-			return ErrClosed
+			return nil, ErrClosed
 		}
 		if m.Err != "" {
-			return &RemoteError{Msg: m.Err}
+			return nil, &RemoteError{Msg: m.Err}
 		}
 		if resp != nil && len(m.Body) > 0 {
 			if err := json.Unmarshal(m.Body, resp); err != nil {
-				return fmt.Errorf("ipc: decoding %s reply: %w", method, err)
+				return nil, fmt.Errorf("ipc: decoding %s reply: %w", method, err)
 			}
 		}
-		return nil
+		return m.Data, nil
 	case <-ctx.Done():
 		c.forget(id)
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 }
 

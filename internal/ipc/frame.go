@@ -27,6 +27,10 @@ const (
 	KindReply   Kind = 3 // answers the KindRequest with the same ID
 )
 
+// flagData, set in a frame's kind byte, says the frame carries Data after
+// its Body: Body is then preceded by its length (u32).
+const flagData = 0x80
+
 // Message is one decoded frame.
 type Message struct {
 	Kind   Kind
@@ -34,11 +38,19 @@ type Message struct {
 	Method string // what the notification or request is about; empty in replies
 	Err    string // a reply's error text; empty on success
 	Body   []byte // JSON payload, may be empty
+	// Data is an opaque byte payload beside Body (a stored value), sent
+	// as it is rather than base64 inside JSON. Nil: the frame has none.
+	// A frame without Data is encoded exactly as before Data existed.
+	Data []byte
 }
 
 // Frame layout after the 4-byte big-endian length prefix:
 //
 //	version u8 | kind u8 | id u64 | len(method) u8 | method | len(err) u16 | err | body
+//
+// and, when the kind byte has flagData (0x80) set:
+//
+//	version u8 | kind u8 | id u64 | len(method) u8 | method | len(err) u16 | err | len(body) u32 | body | data
 const headerLen = 1 + 1 + 8 + 1 + 2
 
 var (
@@ -57,22 +69,33 @@ func AppendFrame(buf []byte, m Message) ([]byte, error) {
 		m.Err = m.Err[:65535]
 	}
 	n := headerLen + len(m.Method) + len(m.Err) + len(m.Body)
+	kind := byte(m.Kind)
+	if m.Data != nil {
+		n += 4 + len(m.Data)
+		kind |= flagData
+	}
 	if n > MaxFrame {
 		return buf, fmt.Errorf("%w: %d bytes, at most %d", ErrFrameTooLarge, n, MaxFrame)
 	}
-	buf = binary.BigEndian.AppendUint32(buf, uint32(n))
-	buf = append(buf, Version, byte(m.Kind))
+	buf = binary.BigEndian.AppendUint32(buf, uint32(n)) //nolint:gosec // G115: n <= MaxFrame
+	buf = append(buf, Version, kind)
 	buf = binary.BigEndian.AppendUint64(buf, m.ID)
 	buf = append(buf, byte(len(m.Method))) //nolint:gosec // G115: checked <= 255 above
 	buf = append(buf, m.Method...)
 	buf = binary.BigEndian.AppendUint16(buf, uint16(len(m.Err))) //nolint:gosec // G115: truncated to 65535 above
 	buf = append(buf, m.Err...)
+	if m.Data != nil {
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(m.Body))) //nolint:gosec // G115: len(Body) < n <= MaxFrame
+		buf = append(buf, m.Body...)
+		return append(buf, m.Data...), nil
+	}
 	buf = append(buf, m.Body...)
 	return buf, nil
 }
 
 // Decode parses one frame's contents (without its length prefix).
-// The returned Message's Body aliases p.
+// The returned Message's Body and Data alias p; Data is non-nil (maybe
+// empty) exactly when the frame carries it.
 func Decode(p []byte) (Message, error) {
 	var m Message
 	if len(p) < headerLen {
@@ -81,7 +104,8 @@ func Decode(p []byte) (Message, error) {
 	if p[0] != Version {
 		return m, fmt.Errorf("%w: version %d, want %d", ErrMalformed, p[0], Version)
 	}
-	m.Kind = Kind(p[1])
+	m.Kind = Kind(p[1] &^ flagData)
+	hasData := p[1]&flagData != 0
 	if m.Kind < KindNotify || m.Kind > KindReply {
 		return m, fmt.Errorf("%w: unknown kind %d", ErrMalformed, p[1])
 	}
@@ -100,7 +124,20 @@ func Decode(p []byte) (Message, error) {
 		return m, fmt.Errorf("%w: error length %d past the end", ErrMalformed, el)
 	}
 	m.Err = string(p[:el])
-	m.Body = p[el:]
+	p = p[el:]
+	if !hasData {
+		m.Body = p
+		return m, nil
+	}
+	if len(p) < 4 {
+		return m, fmt.Errorf("%w: body length past the end", ErrMalformed)
+	}
+	bl := binary.BigEndian.Uint32(p)
+	p = p[4:]
+	if uint64(len(p)) < uint64(bl) {
+		return m, fmt.Errorf("%w: body length %d past the end", ErrMalformed, bl)
+	}
+	m.Body, m.Data = p[:bl:bl], p[bl:]
 	return m, nil
 }
 

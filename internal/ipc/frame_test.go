@@ -17,6 +17,9 @@ func TestFrameRoundTrip(t *testing.T) {
 		{Kind: KindRequest, ID: 1<<64 - 1, Method: "store.get", Body: []byte(`{"key":"k"}`)},
 		{Kind: KindReply, ID: 7, Err: "store: boom"},
 		{Kind: KindReply, ID: 8, Body: bytes.Repeat([]byte("x"), 70000)},
+		{Kind: KindRequest, ID: 9, Method: "store.set", Body: []byte(`{"key":"k"}`), Data: []byte{0, 1, 0xff, '"'}},
+		{Kind: KindReply, ID: 10, Data: []byte{}}, // empty, but present
+		{Kind: KindReply, ID: 11, Err: "e", Data: bytes.Repeat([]byte{0}, 70000)},
 	}
 	for _, want := range cases {
 		buf, err := AppendFrame(nil, want)
@@ -43,14 +46,16 @@ func TestDecodeRejectsGarbage(t *testing.T) {
 		return f(append([]byte(nil), payload...))
 	}
 	cases := map[string][]byte{
-		"empty":              {},
-		"short header":       payload[:5],
-		"bad version":        mutate(func(p []byte) []byte { p[0] = 9; return p }),
-		"kind zero":          mutate(func(p []byte) []byte { p[1] = 0; return p }),
-		"unknown kind":       mutate(func(p []byte) []byte { p[1] = 200; return p }),
-		"method past end":    mutate(func(p []byte) []byte { p[10] = 255; return p }),
-		"error past end":     mutate(func(p []byte) []byte { binary.BigEndian.PutUint16(p[12:], 60000); return p }),
-		"truncated in error": payload[:13],
+		"empty":                     {},
+		"short header":              payload[:5],
+		"bad version":               mutate(func(p []byte) []byte { p[0] = 9; return p }),
+		"kind zero":                 mutate(func(p []byte) []byte { p[1] = 0; return p }),
+		"unknown kind":              mutate(func(p []byte) []byte { p[1] = 200; return p }),
+		"method past end":           mutate(func(p []byte) []byte { p[10] = 255; return p }),
+		"error past end":            mutate(func(p []byte) []byte { binary.BigEndian.PutUint16(p[12:], 60000); return p }),
+		"truncated in error":        payload[:13],
+		"data flag, no body length": mutate(func(p []byte) []byte { p[1] |= 0x80; return p[:len(p)-2] }),
+		"data flag, body past end":  mutate(func(p []byte) []byte { p[1] |= 0x80; binary.BigEndian.PutUint32(p[len(p)-4:], 1<<31); return p }),
 	}
 	for name, p := range cases {
 		if _, err := Decode(p); !errors.Is(err, ErrMalformed) {
@@ -87,6 +92,9 @@ func FuzzDecode(f *testing.F) {
 		{Kind: KindNotify, Method: "heartbeat", Body: []byte(`{"requests":1}`)},
 		{Kind: KindRequest, ID: 42, Method: "store.set", Body: []byte(`{"key":"a","value":"Yg=="}`)},
 		{Kind: KindReply, ID: 42, Err: "nope"},
+		{Kind: KindRequest, ID: 43, Method: "store.set", Body: []byte(`{"key":"a"}`), Data: []byte{0, 0xff, 'b'}},
+		{Kind: KindReply, ID: 43, Body: []byte(`{"found":true}`), Data: []byte{}},
+		{Kind: KindReply, ID: 44, Err: "no", Data: []byte("x")},
 	} {
 		b, _ := AppendFrame(nil, m)
 		f.Add(b)
@@ -103,7 +111,8 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("decoded message does not re-encode: %v", err)
 		}
 		m2, _, err := ReadFrame(bytes.NewReader(again), nil)
-		if err != nil || m2.Kind != m.Kind || m2.ID != m.ID || m2.Method != m.Method || m2.Err != m.Err || !bytes.Equal(m2.Body, m.Body) {
+		if err != nil || m2.Kind != m.Kind || m2.ID != m.ID || m2.Method != m.Method || m2.Err != m.Err || !bytes.Equal(m2.Body, m.Body) ||
+			!bytes.Equal(m2.Data, m.Data) || (m2.Data == nil) != (m.Data == nil) {
 			t.Fatalf("re-encoded message differs: %+v vs %+v (%v)", m2, m, err)
 		}
 	})
