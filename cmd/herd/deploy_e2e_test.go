@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/herd-go/herd/admin"
 	"github.com/herd-go/herd/cluster"
 	"github.com/herd-go/herd/internal/herdtest"
 	"github.com/herd-go/herd/internal/procstat"
@@ -351,9 +352,9 @@ func statusAt(t *testing.T, path string) cluster.Status {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	reply, err := cluster.Control(ctx, path, cluster.ControlRequest{Cmd: "status"})
-	if err != nil || reply.Status == nil {
-		t.Fatalf("status over the control socket: %v %+v", err, reply)
+	s, err := admin.NewClient(path).Status(ctx)
+	if err != nil {
+		t.Fatalf("status over the control socket: %v", err)
 	}
-	return *reply.Status
+	return s
 }

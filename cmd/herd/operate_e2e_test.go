@@ -198,11 +198,14 @@ func status(t *testing.T, p *herdtest.Proc) cluster.Status {
 	if code != 0 {
 		t.Fatalf("herd status: exit %d: %s", code, out)
 	}
-	var r cluster.ControlReply
-	if err := json.Unmarshal([]byte(out), &r); err != nil || r.Status == nil {
-		t.Fatalf("herd status --json: %v: %s", err, out)
+	// The status document itself, not a reply envelope.
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	var s cluster.Status
+	if err := dec.Decode(&s); err != nil || s.PrimaryPID == 0 {
+		t.Fatalf("herd status --json is not a status document: %v: %s", err, out)
 	}
-	return *r.Status
+	return s
 }
 
 func readyPIDs(s cluster.Status) map[int]int {
