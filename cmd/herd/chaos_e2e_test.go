@@ -4,7 +4,6 @@ import (
 	"context"
 	"math/rand/v2"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -65,10 +64,9 @@ func (pr *prober) halt() (worst time.Duration, answers int) {
 // controlStatus asks the primary over its control socket, in this process.
 func controlStatus(t *testing.T, p *herdtest.Proc) cluster.Status {
 	t.Helper()
-	port := p.Addr[strings.LastIndexByte(p.Addr, ':')+1:]
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := admin.NewClient(filepath.Join(herdtest.RuntimeDir(), "herd", "herd-"+port+".sock")).Status(ctx)
+	s, err := admin.NewClient(p.ControlSocket).Status(ctx)
 	if err != nil {
 		t.Fatalf("status over the control socket: %v", err)
 	}

@@ -177,8 +177,11 @@ func (l *load) waitRequests(t *testing.T, _ *herdtest.Proc, n int64) {
 func herdCmd(t *testing.T, p *herdtest.Proc, args ...string) (int, string) {
 	t.Helper()
 	bin := herdtest.Binary(t) // not p's path: a test may have deployed a broken build there
-	port := p.Addr[strings.LastIndexByte(p.Addr, ':')+1:]
-	cmd := exec.Command(bin, append(args, "--port", port)...)
+	where := []string{"--control-socket", p.ControlSocket}
+	if p.ControlSocket == "" { // herd's default socket, found from the port
+		where = []string{"--port", p.Addr[strings.LastIndexByte(p.Addr, ':')+1:]}
+	}
+	cmd := exec.Command(bin, append(args, where...)...)
 	cmd.Env = herdtest.CleanEnv() // a CONTROL_SOCKET of the developer's would reach another primary
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
