@@ -306,7 +306,13 @@ func TestServeNotifiesSystemd(t *testing.T) {
 		t.Errorf("RELOADING message %q: MONOTONIC_USEC not between %d and %d", rel.raw, before, after)
 	}
 	reready, rri := sd.wait(t, reli+1, "READY")
-	if len(p.Find(func(r herdtest.Record) bool { return r.Msg() == "rolling reload complete" })) == 0 {
+	// The primary logs the completion before it sends READY=1; the log
+	// reaches this test through a pipe, a moment after the datagram.
+	done := false
+	for deadline := time.Now().Add(5 * time.Second); !done && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		done = len(p.Find(func(r herdtest.Record) bool { return r.Msg() == "rolling reload complete" })) > 0
+	}
+	if !done {
 		t.Errorf("READY=1 (%q) before the reload completed", reready.raw)
 	}
 
