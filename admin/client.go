@@ -115,8 +115,8 @@ func (c *Client) status(ctx context.Context, req Request) (cluster.Status, error
 	return *r.Status, nil
 }
 
-// timeoutCause marks the client's own timeout, as opposed to the caller's.
-var timeoutCause = errors.New("admin: client timeout")
+// errClientTimeout marks the client's own timeout, as opposed to the caller's.
+var errClientTimeout = errors.New("admin: client timeout")
 
 // Do sends req and waits for the reply, within the client's timeout for
 // the command (and ctx). A reply that is not OK is returned as an error:
@@ -133,12 +133,12 @@ func (c *Client) Do(ctx context.Context, req Request) (Reply, error) {
 			d = DefaultQueryTimeout
 		}
 	}
-	ctx, cancel := context.WithTimeoutCause(ctx, d, timeoutCause)
+	ctx, cancel := context.WithTimeoutCause(ctx, d, errClientTimeout)
 	defer cancel()
 	reply, err := c.roundTrip(ctx, req)
 	if err != nil {
 		if ctx.Err() != nil {
-			if context.Cause(ctx) == timeoutCause { //nolint:errorlint // our own sentinel, never wrapped
+			if context.Cause(ctx) == errClientTimeout { //nolint:errorlint // our own sentinel, never wrapped
 				return reply, fmt.Errorf("%w: no answer to %s within %s (control socket %s)", ErrTimeout, req.Cmd, d, c.Path)
 			}
 			return reply, fmt.Errorf("admin: %s: %w", req.Cmd, ctx.Err())
