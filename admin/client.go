@@ -137,6 +137,9 @@ func (c *Client) Do(ctx context.Context, req Request) (Reply, error) {
 	defer cancel()
 	reply, err := c.roundTrip(ctx, req)
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			<-ctx.Done() // a dial gives up at ctx's deadline, a moment before ctx says so
+		}
 		if ctx.Err() != nil {
 			if context.Cause(ctx) == errClientTimeout { //nolint:errorlint // our own sentinel, never wrapped
 				return reply, fmt.Errorf("%w: no answer to %s within %s (control socket %s)", ErrTimeout, req.Cmd, d, c.Path)

@@ -133,8 +133,10 @@ func TestServeSocketActivation(t *testing.T) {
 	}
 	port := freePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	p := herdtest.Start(t, herdtest.Options{Binary: sa},
-		"-l", addr, "--fdname=http", herdtest.Binary(t), "serve", "--workers", "2")
+	// It hands herd only the environment it is told to (-E).
+	ctl := filepath.Join(t.TempDir(), "herd.sock")
+	p := herdtest.Start(t, herdtest.Options{Binary: sa, ControlSocket: ctl},
+		"-l", addr, "--fdname=http", "-E", "CONTROL_SOCKET="+ctl, herdtest.Binary(t), "serve", "--workers", "2")
 	// systemd-socket-activate listens first and starts herd on the first
 	// connection, which herd must then answer.
 	var code int

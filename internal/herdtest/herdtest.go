@@ -138,6 +138,10 @@ type Options struct {
 	// address from the log and readiness from /healthz (see package
 	// launch), so such a test should run one worker.
 	DefaultControlSocket bool
+	// ControlSocket, if set, is the control socket's path, for a test that
+	// starts herd through a wrapper that must be told it (see
+	// launch.Options.ControlSocket).
+	ControlSocket string
 }
 
 // CopyBinary copies the built herd binary into dir and returns its path.
@@ -191,7 +195,7 @@ func Start(t testing.TB, opts Options, args ...string) *Proc {
 	p := &Proc{t: t, pids: map[int]bool{}, workers: map[int]bool{}}
 	srv, err := launch.Start(launch.Options{
 		Binary: bin, Args: args, Dir: dir, Env: env,
-		Line: p.read, DefaultControlSocket: opts.DefaultControlSocket,
+		Line: p.read, DefaultControlSocket: opts.DefaultControlSocket, ControlSocket: opts.ControlSocket,
 	})
 	if err != nil {
 		t.Fatalf("starting herd: %v", err)

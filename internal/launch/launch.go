@@ -56,6 +56,11 @@ type Options struct {
 	// goroutine; line is only valid during the call. Output is read to its
 	// end whether or not Line is set.
 	Line func(line []byte)
+	// ControlSocket, if set, is the control socket's path, for a caller
+	// that must pass it on itself (a wrapper that does not hand herd its
+	// environment); Start still sets CONTROL_SOCKET to it. Default: a new
+	// private directory's, or what --control-socket in Args says.
+	ControlSocket string
 	// DefaultControlSocket leaves the control socket where herd puts it by
 	// default (herd-PORT.sock in its private directory): Ready then uses
 	// the log-and-/healthz fallback (see the package doc).
@@ -108,6 +113,9 @@ func Start(opts Options) (*Server, error) {
 	env := append([]string(nil), opts.Env...)
 	if p, ok := socketArg(opts.Args); ok {
 		s.ControlSocket = p
+	} else if opts.ControlSocket != "" {
+		s.ControlSocket = opts.ControlSocket
+		env = append(env, EnvControlSocket+"="+s.ControlSocket)
 	} else if !opts.DefaultControlSocket {
 		dir, err := os.MkdirTemp("", "herd-launch-") // 0700
 		if err != nil {
