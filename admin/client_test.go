@@ -243,6 +243,7 @@ func TestClientAgainstARealPrimary(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	waitStopped(t, p.cmd.Process.Pid)
 	stopped := &admin.Client{Path: p.sock, QueryTimeout: time.Second}
 	start := time.Now()
 	_, err = stopped.Status(ctx)
@@ -277,5 +278,30 @@ func TestClientAgainstARealPrimary(t *testing.T) {
 	}
 	if _, err := c.Status(ctx); !errors.Is(err, admin.ErrNoPrimary) {
 		t.Errorf("Status after Stop: got %v, want ErrNoPrimary", err)
+	}
+}
+
+// waitStopped waits until every thread of pid is stopped: SIGSTOP takes
+// effect on each thread a moment after kill returns.
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		stopped := len(tasks) > 0
+		for _, f := range tasks {
+			b, err := os.ReadFile(f)
+			i := strings.LastIndexByte(string(b), ')')
+			if err != nil || i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+				stopped = false
+			}
+		}
+		if stopped {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d not stopped 10s after SIGSTOP", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
