@@ -1,5 +1,10 @@
-// Package admin is herd's admin HTTP plane, served by the primary: the
-// Prometheus/OpenMetrics endpoint, the live dashboard and its actions.
+// Package admin is herd's control plane, served by the primary: the
+// control socket's protocol (ServeControl, for cluster.Options.ServeControl)
+// and its typed client (Client: Status, Reload, Upgrade, Scale, Stop,
+// WaitReady), and the admin HTTP listener with the Prometheus/OpenMetrics
+// endpoint, the live dashboard and its actions.
+//
+// The admin HTTP listener (Handler, for cluster.Admin.Handler) serves:
 //
 //	GET  /                          the dashboard (embedded; no external resources)
 //	GET  /metrics                   Prometheus text or OpenMetrics, by Accept

@@ -59,7 +59,12 @@ func (f *fakePlane) Scale(context.Context, int) error { return nil }
 func (f *fakePlane) Restart(_ context.Context, id int) error {
 	return errors.New("cluster: worker 9 is not running")
 }
-func (f *fakePlane) Done() <-chan struct{} { return f.doneC }
+func (f *fakePlane) Upgrade(context.Context) error {
+	return errors.New("cluster: cannot upgrade: a fake")
+}
+func (f *fakePlane) Stop(context.Context) error      { return nil }
+func (f *fakePlane) WaitReady(context.Context) error { return nil }
+func (f *fakePlane) Done() <-chan struct{}           { return f.doneC }
 
 func serve(t *testing.T, ac cluster.AdminContext) (*httptest.Server, *fakePlane) {
 	t.Helper()

@@ -70,6 +70,16 @@ type Plane interface {
 	// Restart replaces worker id, replacement first, and returns once the
 	// replacement serves.
 	Restart(ctx context.Context, id int) error
+	// Upgrade starts a new primary from the executable on disk, hands it
+	// the sockets, and returns once its workers are ready (this primary
+	// then drains), or with why it failed (this primary keeps serving).
+	Upgrade(ctx context.Context) error
+	// Stop stops the primary gracefully and returns once every worker has
+	// stopped and the loop is ending.
+	Stop(ctx context.Context) error
+	// WaitReady returns once every wanted worker is ready (at once if they
+	// are), or an error when the primary is shutting down.
+	WaitReady(ctx context.Context) error
 	// Done is closed when the primary's loop has ended.
 	Done() <-chan struct{}
 }
@@ -284,6 +294,28 @@ func (pl plane) Scale(ctx context.Context, n int) error {
 		}
 		pl.p.scale(n)
 		pl.p.await(func() (bool, error) { return pl.p.scaled(n) }, done)
+	})
+}
+
+func (pl plane) Upgrade(ctx context.Context) error {
+	return pl.wait(ctx, func(done chan error) { pl.p.upgrade(done) })
+}
+
+func (pl plane) Stop(ctx context.Context) error {
+	return pl.wait(ctx, func(done chan error) {
+		pl.p.stopWaiters = append(pl.p.stopWaiters, done)
+		pl.p.shutdown("herd stop")
+	})
+}
+
+func (pl plane) WaitReady(ctx context.Context) error {
+	return pl.wait(ctx, func(done chan error) {
+		pl.p.await(func() (bool, error) {
+			if pl.p.shutting {
+				return false, errors.New("cluster: the primary is shutting down")
+			}
+			return pl.p.readyCount() >= pl.p.want, nil
+		}, done)
 	})
 }
 

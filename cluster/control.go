@@ -1,9 +1,6 @@
 package cluster
 
 import (
-	"bufio"
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -14,27 +11,9 @@ import (
 	"time"
 )
 
-// The control socket speaks one JSON request line and one JSON reply line
-// per connection. The reply comes when the command is complete: a reload
-// once every worker has been replaced, a scale once the workers are ready
-// or gone, a stop once every worker has stopped.
-
-// ControlRequest is a command to a primary.
-type ControlRequest struct {
-	Cmd string `json:"cmd"`         // status, reload, upgrade, scale, stop
-	N   int    `json:"n,omitempty"` // scale's worker count
-}
-
-// ControlReply is a primary's answer.
-type ControlReply struct {
-	OK      bool    `json:"ok"`
-	Error   string  `json:"error,omitempty"`
-	Message string  `json:"message,omitempty"`
-	Status  *Status `json:"status,omitempty"`
-}
-
-// ErrNoControl means no primary answers on the control socket.
-var ErrNoControl = errors.New("cluster: no herd primary is running there")
+// The primary owns the control socket's file (it opens it, hands it to a
+// new primary on upgrade, removes it on exit); what is said on it belongs
+// to Options.ServeControl (package admin speaks herd's protocol).
 
 // ControlSocketDir is the private directory of the default control
 // sockets: $XDG_RUNTIME_DIR/herd when XDG_RUNTIME_DIR is set (an absolute
@@ -79,39 +58,6 @@ func privateDir(dir string) error {
 	return nil
 }
 
-// Control sends req to the primary listening on the control socket at path
-// and waits for its reply (or ctx's end). It returns ErrNoControl, wrapped,
-// when nothing listens there.
-func Control(ctx context.Context, path string, req ControlRequest) (ControlReply, error) {
-	var reply ControlReply
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
-			return reply, fmt.Errorf("%w (control socket %s)", ErrNoControl, path)
-		}
-		return reply, fmt.Errorf("cluster: control socket %s: %w", path, err)
-	}
-	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	defer stop()
-	b, _ := json.Marshal(req)
-	if _, err := c.Write(append(b, '\n')); err != nil {
-		return reply, fmt.Errorf("cluster: control socket %s: %w", path, err)
-	}
-	line, err := bufio.NewReader(c).ReadBytes('\n')
-	if err != nil {
-		if ctx.Err() != nil {
-			return reply, ctx.Err()
-		}
-		return reply, fmt.Errorf("cluster: the primary closed the control connection without answering: %w", err)
-	}
-	if err := json.Unmarshal(line, &reply); err != nil {
-		return reply, fmt.Errorf("cluster: malformed control reply: %w", err)
-	}
-	return reply, nil
-}
-
 // listenControl opens the control socket at path with mode 0600, replacing
 // a stale socket file left by a dead primary.
 func listenControl(path string) (*net.UnixListener, error) {
@@ -133,114 +79,25 @@ func listenControl(path string) (*net.UnixListener, error) {
 	return l, nil
 }
 
-// serveControl answers control connections until l is closed. wg counts
-// the connections being answered.
+// serveControl accepts control connections until l is closed and hands
+// each to Options.ServeControl in its own goroutine. wg counts the
+// connections being answered.
 func (p *primary) serveControl(l *net.UnixListener, wg *sync.WaitGroup) {
+	serve := p.opts.ServeControl
 	for {
 		c, err := l.Accept()
 		if err != nil {
 			return
 		}
+		if serve == nil { // an inherited socket, with nothing to answer on it
+			c.Close()
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer c.Close()
-			p.answerControl(c)
+			serve(c, plane{p})
 		}()
 	}
-}
-
-func (p *primary) answerControl(c net.Conn) {
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	line, err := bufio.NewReader(io1MiB{c}).ReadBytes('\n')
-	if err != nil {
-		return
-	}
-	_ = c.SetReadDeadline(time.Time{})
-	var req ControlRequest
-	reply := ControlReply{}
-	if err := json.Unmarshal(line, &req); err != nil {
-		reply.Error = "malformed request: " + err.Error()
-	} else {
-		reply = p.control(req)
-	}
-	b, _ := json.Marshal(reply)
-	_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	_, _ = c.Write(append(b, '\n'))
-}
-
-// io1MiB bounds what one control request may send.
-type io1MiB struct{ c net.Conn }
-
-func (r io1MiB) Read(b []byte) (int, error) {
-	if len(b) > 1<<20 {
-		b = b[:1<<20]
-	}
-	return r.c.Read(b)
-}
-
-// control carries out one command and waits for its outcome.
-func (p *primary) control(req ControlRequest) ControlReply {
-	done := make(chan error, 1)
-	var start func()
-	var msg string
-	switch req.Cmd {
-	case "status":
-		var s Status
-		if !p.do(func() { s = p.status() }) {
-			return ControlReply{Error: "the primary is exiting"}
-		}
-		return ControlReply{OK: true, Status: &s}
-	case "reload":
-		start = func() { p.reload(done) }
-		msg = "every worker replaced"
-	case "upgrade":
-		start = func() { p.upgrade(done) }
-		msg = "the new primary's workers are ready; this primary is draining"
-	case "scale":
-		if req.N < 1 || req.N > 1024 {
-			return ControlReply{Error: fmt.Sprintf("cannot scale to %d: the worker count must be from 1 to 1024", req.N)}
-		}
-		n := req.N
-		start = func() {
-			if p.shutting {
-				done <- errors.New("the primary is shutting down")
-				return
-			}
-			p.scale(n)
-			p.await(func() (bool, error) { return p.scaled(n) }, done)
-		}
-		msg = fmt.Sprintf("%d workers ready", n)
-	case "stop":
-		start = func() {
-			p.stopWaiters = append(p.stopWaiters, done)
-			p.shutdown("herd stop")
-		}
-		msg = "every worker stopped; the primary is exiting"
-	default:
-		return ControlReply{Error: fmt.Sprintf("unknown command %q (status, reload, upgrade, scale, stop)", req.Cmd)}
-	}
-	if !p.do(start) {
-		return ControlReply{Error: "the primary is exiting"}
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			return ControlReply{Error: err.Error()}
-		}
-	case <-p.doneC:
-		select {
-		case err := <-done:
-			if err != nil {
-				return ControlReply{Error: err.Error()}
-			}
-		default:
-			return ControlReply{Error: "the primary exited before the command completed"}
-		}
-	}
-	var s Status
-	if !p.do(func() { s = p.status() }) {
-		return ControlReply{OK: true, Message: msg}
-	}
-	return ControlReply{OK: true, Message: msg, Status: &s}
 }

@@ -72,9 +72,11 @@
 // socket (and the control socket), and drains this primary once the new
 // one's workers are ready; if the new one fails, this one keeps serving.
 // Options.ControlSocket takes the same commands from "herd status", "reload",
-// "upgrade", "scale" and "stop" (see Control), on a Unix socket in a
-// private directory (ControlSocketDir); an unusable one is a warning, never
-// a reason not to serve.
+// "upgrade", "scale" and "stop", on a Unix socket in a private directory
+// (ControlSocketDir); an unusable one is a warning, never a reason not to
+// serve. The primary owns the socket; what is said on it is
+// Options.ServeControl's (package admin's protocol and its typed client),
+// which sees the primary as a Plane.
 //
 // Draining a worker does not use http.Server.Shutdown, which closes idle
 // keep-alive connections at once and so drops a request a client is sending

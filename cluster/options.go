@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"time"
 )
 
@@ -134,14 +135,24 @@ type Options struct {
 
 	// ControlSocket, if set, is the path of a Unix socket (mode 0600) on
 	// which the primary takes commands: status, reload, upgrade, scale,
-	// stop (see Control). ControlSocketAuto derives the path from the port
+	// stop (see ServeControl). ControlSocketAuto derives the path from the port
 	// actually listened on (ControlSocketPath, in the private directory
 	// ControlSocketDir, created 0700 and checked). A stale socket file left
 	// by a dead primary is replaced. A control socket that cannot be opened
 	// (a live primary on it, a directory someone else owns, no temporary
 	// directory at all) is one warning in the log: the primary serves
-	// without it. The socket is removed when the primary exits.
+	// without it. The socket is removed when the primary exits. Ignored
+	// without ServeControl.
 	ControlSocket string
+
+	// ServeControl answers one connection to the control socket (package
+	// admin's ServeControl speaks herd's protocol, and admin.Client talks
+	// to it). The primary accepts connections and calls it in a goroutine
+	// per connection, with the primary as a Plane, and closes c once it
+	// returns; when the primary exits it waits up to 2 s for calls still
+	// answering (so "herd stop" hears its answer). Nil: no control socket
+	// is opened, whatever ControlSocket says.
+	ServeControl func(c net.Conn, pl Plane)
 
 	// DisableRequestMetrics turns off the per-request figures workers
 	// count and send in their heartbeats (route, status class, latency,
@@ -269,6 +280,9 @@ func (o Options) withDefaults() Options {
 		// A foreign program takes no connections over herd's IPC: it
 		// accepts from the shared socket itself.
 		o.Balance = BalanceShared
+	}
+	if o.ServeControl == nil {
+		o.ControlSocket = "" // nothing would answer on it
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -1,11 +1,9 @@
 package verify
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -15,6 +13,7 @@ import (
 	"time"
 
 	"github.com/herd-go/herd/internal/herdenv"
+	"github.com/herd-go/herd/internal/launch"
 )
 
 // Defaults of ClusterOptions.
@@ -35,7 +34,7 @@ type ClusterOptions struct {
 	Binary string
 	// Workers is the number of workers (default DefaultWorkers).
 	Workers int
-	// ReadyTimeout bounds the wait for "all workers ready" (default
+	// ReadyTimeout bounds the wait for every worker to be ready (default
 	// DefaultReadyTimeout).
 	ReadyTimeout time.Duration
 	// ShutdownTimeout is herd's --shutdown-timeout (default
@@ -46,19 +45,15 @@ type ClusterOptions struct {
 // Cluster is a "herd serve" that StartCluster started. Its methods are safe
 // for concurrent use.
 type Cluster struct {
+	srv   *launch.Server
 	cmd   *exec.Cmd
 	dir   string // the working directory, removed at the end
 	url   string
-	doneC chan struct{} // closed when the primary has exited and been waited for
-
-	readyC    chan struct{} // closed on "all workers ready"
-	readyOnce sync.Once
+	doneC <-chan struct{} // closed when the primary has exited and been waited for
 
 	mu      sync.Mutex
-	addr    string       // from the "listening" line
-	workers map[int]bool // every pid logged as a started worker
+	workers map[int]bool // every pid logged as a started worker, to clean up after a kill
 	tail    []string     // the last lines of output
-	waitErr error
 
 	cleanOnce sync.Once
 }
@@ -66,7 +61,9 @@ type Cluster struct {
 // StartCluster runs "<Binary> serve" on a free loopback port with
 // opts.Workers workers, the crash endpoint enabled and JSON logs, in a
 // fresh temporary directory with none of herd's environment settings, and
-// waits until every worker is ready. On any error, nothing it started is
+// waits until every worker is ready, as its control socket (in a private
+// directory, see internal/launch) reports; the URL is the listening
+// address from the primary's status. On any error, nothing it started is
 // left running. The caller must Stop (or Kill) the cluster.
 func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 	opts, err := opts.withDefaults()
@@ -77,61 +74,38 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
-	cmd := exec.Command(opts.Binary, ClusterArgs(opts)...) //nolint:gosec // G204: the herd binary the caller asked to verify
-	cmd.Dir = dir
-	// It runs on its flags and defaults alone, whatever the caller's
-	// environment says.
-	cmd.Env = herdenv.Clean(os.Environ())
-	// Its control socket goes in dir too, removed with it even after a kill.
-	cmd.Env = append(cmd.Env, "XDG_RUNTIME_DIR="+dir)
-	cmd.SysProcAttr = sysProcAttr()
-	// An *os.File, so that Wait does not wait for the workers, which
-	// inherit it as their stdout, to close it too.
-	r, w, err := os.Pipe()
+	c := &Cluster{dir: dir, workers: map[int]bool{}}
+	srv, err := launch.Start(launch.Options{
+		Binary: opts.Binary,
+		Args:   ClusterArgs(opts),
+		Dir:    dir,
+		// It runs on its flags and defaults alone, whatever the caller's
+		// environment says.
+		Env:         herdenv.Clean(os.Environ()),
+		SysProcAttr: sysProcAttr(),
+		Line:        c.read,
+	})
 	if err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("verify: %w", err)
+		return nil, fmt.Errorf("verify: starting herd serve: %w", err)
 	}
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
-		r.Close()
-		w.Close()
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("verify: starting %s: %w", opts.Binary, err)
-	}
-	w.Close()
-	c := &Cluster{cmd: cmd, dir: dir, doneC: make(chan struct{}), readyC: make(chan struct{}), workers: map[int]bool{}}
-	go c.read(r)
-	go func() {
-		err := cmd.Wait()
-		c.mu.Lock()
-		c.waitErr = err
-		c.mu.Unlock()
-		close(c.doneC)
-	}()
-
-	timer := time.NewTimer(opts.ReadyTimeout)
-	defer timer.Stop()
-	select {
-	case <-c.readyC:
-	case <-c.doneC:
-		c.Kill()
-		return nil, fmt.Errorf("verify: herd serve exited (%v) before its workers were ready:\n%s", c.exitErr(), c.Output()) //nolint:errorlint // may be nil (exit 0, or a wrong value): printed, not wrapped
-	case <-timer.C:
-		c.Kill()
-		return nil, fmt.Errorf("verify: herd serve's workers were not ready within %s:\n%s", opts.ReadyTimeout, c.Output())
-	case <-ctx.Done():
+	c.srv, c.cmd, c.doneC = srv, srv.Cmd, srv.Done()
+	rctx, cancel := context.WithTimeout(ctx, opts.ReadyTimeout)
+	defer cancel()
+	r, err := srv.Ready(rctx)
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
 		c.Kill()
 		return nil, fmt.Errorf("verify: starting herd serve: %w", ctx.Err())
-	}
-	c.mu.Lock()
-	addr := c.addr
-	c.mu.Unlock()
-	if addr == "" {
+	case rctx.Err() != nil:
 		c.Kill()
-		return nil, fmt.Errorf("verify: herd serve was ready but logged no address:\n%s", c.Output())
+		return nil, fmt.Errorf("verify: herd serve's workers were not ready within %s:\n%s", opts.ReadyTimeout, c.Output())
+	default:
+		c.Kill()
+		return nil, fmt.Errorf("verify: herd serve: %w:\n%s", err, c.Output())
 	}
-	c.url = "http://" + addr
+	c.url = "http://" + r.Addr
 	return c, nil
 }
 
@@ -164,38 +138,23 @@ func ClusterArgs(opts ClusterOptions) []string {
 		"--shutdown-timeout", opts.ShutdownTimeout.String()}
 }
 
-// read follows the primary's JSON log (workers' lines included).
-func (c *Cluster) read(r io.ReadCloser) {
-	defer r.Close()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		var rec struct {
-			Msg  string `json:"msg"`
-			Addr string `json:"addr"`
-			PID  int    `json:"pid"`
-		}
-		_ = json.Unmarshal([]byte(line), &rec) // other lines are kept as text
-		c.mu.Lock()
-		c.tail = append(c.tail, line)
-		if len(c.tail) > tailLines {
-			c.tail = c.tail[len(c.tail)-tailLines:]
-		}
-		switch rec.Msg {
-		case "listening":
-			if c.addr == "" {
-				c.addr = rec.Addr
-			}
-		case "worker started":
-			if rec.PID > 0 {
-				c.workers[rec.PID] = true
-			}
-		}
-		c.mu.Unlock()
-		if rec.Msg == "all workers ready" {
-			c.readyOnce.Do(func() { close(c.readyC) })
-		}
+// read takes one line of the primary's output (workers' lines included):
+// kept for error messages, and the pids of started workers noted so that
+// a kill leaves none behind.
+func (c *Cluster) read(line []byte) {
+	var rec struct {
+		Msg string `json:"msg"`
+		PID int    `json:"pid"`
+	}
+	_ = json.Unmarshal(line, &rec) // other lines are kept as text
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tail = append(c.tail, string(line))
+	if len(c.tail) > tailLines {
+		c.tail = c.tail[len(c.tail)-tailLines:]
+	}
+	if rec.Msg == "worker started" && rec.PID > 0 {
+		c.workers[rec.PID] = true
 	}
 }
 
@@ -248,12 +207,6 @@ func (c *Cluster) Wait(ctx context.Context) (int, error) {
 	}
 }
 
-func (c *Cluster) exitErr() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.waitErr
-}
-
 // Stop stops the cluster gracefully: SIGTERM to the primary (unless it has
 // exited already), then waits for it. When ctx ends first, it kills
 // everything and returns ctx's error. It returns an error when the primary
@@ -296,6 +249,7 @@ func (c *Cluster) cleanup() {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
+		c.srv.Close()
 		_ = os.RemoveAll(c.dir)
 	})
 }

@@ -139,19 +139,9 @@ func parseCPUInfo(s string) cpuInfo {
 	return c
 }
 
-// parseListening finds the address a contender announced: herd's JSON log
-// line {"msg":"listening","addr":...} or plain's "listening ADDR".
+// parseListening finds the address the plain server announces:
+// "listening ADDR" (herd's address comes from its control socket).
 func parseListening(line string) (string, bool) {
-	if strings.HasPrefix(line, "{") {
-		var l struct {
-			Msg  string `json:"msg"`
-			Addr string `json:"addr"`
-		}
-		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "listening" && l.Addr != "" {
-			return l.Addr, true
-		}
-		return "", false
-	}
 	if addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening "); ok {
 		return addr, true
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/herd-go/herd/internal/herdenv"
+	"github.com/herd-go/herd/internal/launch"
 	"github.com/herd-go/herd/internal/procstat"
 )
 
@@ -55,75 +56,57 @@ type server struct {
 	exe  string // the binary, to recognise our workers once the primary is gone
 	cmd  *exec.Cmd
 	addr string
+	herd *launch.Server // nil for plain
 
-	waitC chan struct{} // closed when cmd has been waited for
+	waitC <-chan struct{} // closed when cmd has been waited for
 
-	mu       sync.Mutex
-	lines    []string // the last lines of output, for error messages
-	workers  map[int]bool
-	procs    int           // GOMAXPROCS of each worker, as the primary logs it
-	readyC   chan struct{} // closed when the log says all workers are ready
-	readyOne sync.Once
-	addrC    chan string
+	mu      sync.Mutex
+	lines   []string // the last lines of output, for error messages
+	workers map[int]bool
+	procs   int         // GOMAXPROCS of each worker, as the primary logs it
+	addrC   chan string // plain's announced address
 }
 
 // start runs c from the binaries in bin, in a scratch working directory
 // dir (herd reads a .env file from its working directory), and returns once
-// it answers GET / with 200.
+// it answers GET / with 200. A herd contender is started through
+// internal/launch, which learns its address and readiness from its control
+// socket (or, for --cluster off, from its /healthz); plain announces its
+// address on stdout.
 func start(ctx context.Context, c contender, bin, dir string) (*server, error) {
 	argv := c.args(bin)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Dir = dir
-	cmd.Env = herdenv.Clean(os.Environ()) // a developer's shell does not change what is measured
+	s := &server{c: c, exe: argv[0], workers: map[int]bool{}, addrC: make(chan string, 1)}
+	env := herdenv.Clean(os.Environ()) // a developer's shell does not change what is measured
 	// Own process group: a Ctrl-C reaches the driver, which stops the
 	// server itself. Pdeathsig: if the driver dies, so does the primary, and
 	// its workers follow (EOF on their IPC socket).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	// An *os.File pipe, not an io.Pipe: with an io.Pipe, Wait would also
-	// wait for the workers, which inherit the output, to close it.
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stdout, cmd.Stderr = pw, pw
-	s := &server{c: c, exe: argv[0], cmd: cmd, waitC: make(chan struct{}),
-		workers: map[int]bool{}, readyC: make(chan struct{}), addrC: make(chan string, 1)}
-	err = cmd.Start()
-	pw.Close() // the children have their copies
-	if err != nil {
-		pr.Close()
-		return nil, fmt.Errorf("start %s: %w", c.Name, err)
-	}
-	go func() {
-		_ = cmd.Wait()
-		close(s.waitC)
-	}()
-	go func() { s.readLog(pr); pr.Close() }()
-
-	deadline := time.NewTimer(30 * time.Second)
-	defer deadline.Stop()
-	select {
-	case s.addr = <-s.addrC:
-	case <-s.waitC:
-		return nil, fmt.Errorf("%s exited before listening: %s", c.Name, s.tail())
-	case <-deadline.C:
-		_ = s.stop()
-		return nil, fmt.Errorf("%s did not say where it listens within 30s: %s", c.Name, s.tail())
-	case <-ctx.Done():
-		_ = s.stop()
-		return nil, ctx.Err()
-	}
-	if c.Workers > 0 {
-		select {
-		case <-s.readyC:
-		case <-s.waitC:
-			return nil, fmt.Errorf("%s exited before its workers were ready: %s", c.Name, s.tail())
-		case <-deadline.C:
+	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if c.Herd {
+		srv, err := launch.Start(launch.Options{Binary: argv[0], Args: argv[1:], Dir: dir, Env: env, SysProcAttr: attr,
+			Line: func(b []byte) { s.line(string(b)) }})
+		if err != nil {
+			return nil, fmt.Errorf("start %s: %w", c.Name, err)
+		}
+		s.herd, s.cmd, s.waitC = srv, srv.Cmd, srv.Done()
+		r, err := srv.Ready(ctx)
+		if err != nil {
 			_ = s.stop()
-			return nil, fmt.Errorf("%s: workers not ready within 30s: %s", c.Name, s.tail())
+			return nil, fmt.Errorf("%s: %w: %s", c.Name, err, s.tail())
+		}
+		s.addr = r.Addr
+	} else {
+		if err := s.startPlain(argv, dir, env, attr); err != nil {
+			return nil, err
+		}
+		select {
+		case s.addr = <-s.addrC:
+		case <-s.waitC:
+			return nil, fmt.Errorf("%s exited before listening: %s", c.Name, s.tail())
 		case <-ctx.Done():
 			_ = s.stop()
-			return nil, ctx.Err()
+			return nil, fmt.Errorf("%s did not say where it listens: %w: %s", c.Name, ctx.Err(), s.tail())
 		}
 	}
 	for {
@@ -133,54 +116,76 @@ func start(ctx context.Context, c contender, bin, dir string) (*server, error) {
 		select {
 		case <-s.waitC:
 			return nil, fmt.Errorf("%s exited: %s", c.Name, s.tail())
-		case <-deadline.C:
-			_ = s.stop()
-			return nil, fmt.Errorf("%s never answered GET / with 200: %s", c.Name, s.tail())
 		case <-ctx.Done():
 			_ = s.stop()
-			return nil, ctx.Err()
+			return nil, fmt.Errorf("%s never answered GET / with 200: %w: %s", c.Name, ctx.Err(), s.tail())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
 
-// readLog follows the server's output to the end (so it never blocks on a
-// full pipe), noting the address, the workers' pids and readiness.
-func (s *server) readLog(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	sentAddr := false
-	for sc.Scan() {
-		line := sc.Text()
-		if !sentAddr {
-			if addr, ok := parseListening(line); ok {
-				s.addrC <- addr
-				sentAddr = true
-			}
-		}
-		var l struct {
-			Msg   string `json:"msg"`
-			PID   int    `json:"pid"`
-			Procs int    `json:"gomaxprocs_per_worker"`
-		}
-		_ = json.Unmarshal([]byte(line), &l)
-		s.mu.Lock()
-		if l.Procs > 0 {
-			s.procs = l.Procs
-		}
-		if l.Msg == "worker started" && l.PID > 0 {
-			s.workers[l.PID] = true
-		}
-		s.lines = append(s.lines, line)
-		if len(s.lines) > 20 {
-			s.lines = s.lines[1:]
-		}
-		s.mu.Unlock()
-		if l.Msg == "all workers ready" {
-			s.readyOne.Do(func() { close(s.readyC) })
-		}
+// startPlain starts the plain server, following its output.
+func (s *server) startPlain(argv []string, dir string, env []string, attr *syscall.SysProcAttr) error {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir, cmd.Env, cmd.SysProcAttr = dir, env, attr
+	// An *os.File pipe, not an io.Pipe: with an io.Pipe, Wait would also
+	// wait for children that inherit the output to close it.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
 	}
-	_, _ = io.Copy(io.Discard, r)
+	cmd.Stdout, cmd.Stderr = pw, pw
+	err = cmd.Start()
+	pw.Close()
+	if err != nil {
+		pr.Close()
+		return fmt.Errorf("start %s: %w", s.c.Name, err)
+	}
+	waitC := make(chan struct{})
+	s.cmd, s.waitC = cmd, waitC
+	go func() {
+		_ = cmd.Wait()
+		close(waitC)
+	}()
+	go func() {
+		defer pr.Close()
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		sent := false
+		for sc.Scan() {
+			line := sc.Text()
+			if addr, ok := parseListening(line); ok && !sent {
+				s.addrC <- addr
+				sent = true
+			}
+			s.line(line)
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	return nil
+}
+
+// line takes one line of the server's output, noting the workers' pids
+// (to leave none behind) and their GOMAXPROCS (for the report).
+func (s *server) line(line string) {
+	var l struct {
+		Msg   string `json:"msg"`
+		PID   int    `json:"pid"`
+		Procs int    `json:"gomaxprocs_per_worker"`
+	}
+	_ = json.Unmarshal([]byte(line), &l)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l.Procs > 0 {
+		s.procs = l.Procs
+	}
+	if l.Msg == "worker started" && l.PID > 0 {
+		s.workers[l.PID] = true
+	}
+	s.lines = append(s.lines, line)
+	if len(s.lines) > 20 {
+		s.lines = s.lines[1:]
+	}
 }
 
 func (s *server) tail() string {
@@ -308,6 +313,9 @@ func (s *server) stop() error {
 	}
 	for _, pid := range left {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if s.herd != nil {
+		s.herd.Close()
 	}
 	if len(left) > 0 {
 		return fmt.Errorf("%s: workers %v outlived the primary by 5 s; killed", s.c.Name, left)

@@ -4,13 +4,13 @@ import (
 	"context"
 	"math/rand/v2"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/herd-go/herd/admin"
 	"github.com/herd-go/herd/cluster"
 	"github.com/herd-go/herd/internal/herdtest"
 )
@@ -64,14 +64,13 @@ func (pr *prober) halt() (worst time.Duration, answers int) {
 // controlStatus asks the primary over its control socket, in this process.
 func controlStatus(t *testing.T, p *herdtest.Proc) cluster.Status {
 	t.Helper()
-	port := p.Addr[strings.LastIndexByte(p.Addr, ':')+1:]
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, err := cluster.Control(ctx, filepath.Join(herdtest.RuntimeDir(), "herd", "herd-"+port+".sock"), cluster.ControlRequest{Cmd: "status"})
-	if err != nil || r.Status == nil {
-		t.Fatalf("status over the control socket: %v %+v", err, r)
+	s, err := admin.NewClient(p.ControlSocket).Status(ctx)
+	if err != nil {
+		t.Fatalf("status over the control socket: %v", err)
 	}
-	return *r.Status
+	return s
 }
 
 // Issue 13's kill storm: 20 SIGKILLs of a random serving worker, at least

@@ -149,7 +149,8 @@ func TestCommandsReadDotenv(t *testing.T) {
 	dir := t.TempDir()
 	port := freePort(t)
 	writeFile(t, dir, ".env", "# the port of this deployment\nPORT="+strconv.Itoa(port)+"\n")
-	p := herdtest.Start(t, herdtest.Options{Dir: dir, NoDefaults: true, Env: []string{noExitSleep}},
+	// The commands find the default control socket from the port in .env.
+	p := herdtest.Start(t, herdtest.Options{Dir: dir, NoDefaults: true, Env: []string{noExitSleep}, DefaultControlSocket: true},
 		"serve", "--workers", "2", "--host", "127.0.0.1", "--log-format", "json")
 	p.WaitReady(30 * time.Second)
 	if want := "127.0.0.1:" + strconv.Itoa(port); p.Addr != want {

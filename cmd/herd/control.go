@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/herd-go/herd/admin"
 	"github.com/herd-go/herd/cluster"
 )
 
@@ -49,18 +50,19 @@ func cmdControl(ctx context.Context, name string, args []string, stdout, stderr 
 		fmt.Fprintf(stderr, "herd %s: %v\n", name, err)
 		return exitUsage
 	}
-	req := cluster.ControlRequest{Cmd: name}
+	n := 0
 	if name == "scale" {
 		if len(rest) != 1 {
 			fmt.Fprintln(stderr, "herd scale: want exactly one argument, the worker count (1 to 1024)")
 			return exitUsage
 		}
-		n, err := strconv.Atoi(rest[0])
+		var err error
+		n, err = strconv.Atoi(rest[0])
 		if err != nil || n < 1 || n > maxWorkers {
 			fmt.Fprintf(stderr, "herd scale: invalid worker count %q: must be a whole number from 1 to %d\n", rest[0], maxWorkers)
 			return exitUsage
 		}
-		req.N, rest = n, nil
+		rest = nil
 	}
 	if len(rest) > 0 {
 		fmt.Fprintf(stderr, "herd %s: unexpected argument %q\n", name, rest[0])
@@ -75,37 +77,60 @@ func cmdControl(ctx context.Context, name string, args []string, stdout, stderr 
 		fmt.Fprintf(stderr, "herd %s: %v\n", name, err)
 		return exitUsage
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	reply, err := cluster.Control(ctx, path, req)
+	c := &admin.Client{Path: path, QueryTimeout: *timeout, ActionTimeout: *timeout}
+	var st cluster.Status
+	var msg string
+	switch name {
+	case "status":
+		st, err = c.Status(ctx)
+	case "reload":
+		st, err = c.Reload(ctx)
+		msg = "every worker replaced"
+	case "upgrade":
+		st, err = c.Upgrade(ctx)
+		msg = "the new primary's workers are ready; this primary is draining"
+	case "scale":
+		st, err = c.Scale(ctx, n)
+		msg = fmt.Sprintf("%d workers ready", n)
+	case "stop":
+		err = c.Stop(ctx)
+		msg = "every worker stopped; the primary is exiting"
+	}
+	var ce *admin.CommandError
 	switch {
-	case errors.Is(err, cluster.ErrNoControl):
+	case errors.Is(err, admin.ErrNoPrimary):
 		fmt.Fprintf(stderr, "herd %s: no herd primary is running (nothing answers on %s)\n", name, path)
 		return exitFail
-	case errors.Is(err, context.DeadlineExceeded) && name == "status":
+	case errors.Is(err, admin.ErrTimeout) && name == "status":
 		fmt.Fprintf(stderr, "herd %s: the primary did not answer within %s (control socket %s): it is stopped (SIGSTOP), wedged or overloaded\n", name, *timeout, path)
 		return exitFail
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, admin.ErrTimeout):
 		fmt.Fprintf(stderr, "herd %s: no answer within %s; the command may still complete\n", name, *timeout)
+		return exitFail
+	case errors.As(err, &ce):
+		fmt.Fprintf(stderr, "herd %s: %s\n", name, ce.Reason)
 		return exitFail
 	case err != nil:
 		fmt.Fprintf(stderr, "herd %s: %v\n", name, err)
 		return exitFail
-	case !reply.OK:
-		fmt.Fprintf(stderr, "herd %s: %s\n", name, reply.Error)
-		return exitFail
 	}
 	if *asJSON {
+		// The status document itself (after the command, for an action);
+		// stop, after which there is no primary to describe, prints {}.
+		var doc any = struct{}{}
+		if name != "stop" {
+			doc = st
+		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(reply)
+		_ = enc.Encode(doc)
 		return exitOK
 	}
-	if reply.Message != "" {
-		fmt.Fprintf(stdout, "%s: %s\n", name, reply.Message)
+	if msg != "" {
+		fmt.Fprintf(stdout, "%s: %s\n", name, msg)
 	}
-	if reply.Status != nil && name != "stop" {
-		printStatus(stdout, *reply.Status)
+	if name != "stop" {
+		printStatus(stdout, st)
 	}
 	return exitOK
 }

@@ -18,7 +18,7 @@ import (
 // made 0700, and is removed when the primary exits.
 func TestControlSocketIsPrivateAndRemovedOnExit(t *testing.T) {
 	run := t.TempDir()
-	p := herdtest.Start(t, herdtest.Options{Env: []string{"XDG_RUNTIME_DIR=" + run}}, "serve", "--workers", "1")
+	p := herdtest.Start(t, herdtest.Options{Env: []string{"XDG_RUNTIME_DIR=" + run}, DefaultControlSocket: true}, "serve", "--workers", "1")
 	p.WaitReady(60 * time.Second)
 	port := p.Addr[strings.LastIndexByte(p.Addr, ':')+1:]
 	sock := filepath.Join(run, "herd", "herd-"+port+".sock")
@@ -81,7 +81,7 @@ func TestUnusableControlSocketDirectoryDoesNotStopTheServer(t *testing.T) {
 				must(t, os.Mkdir(tmp, 0o1777))
 				c.setup(tmp)
 			}
-			p := herdtest.Start(t, herdtest.Options{Env: []string{"XDG_RUNTIME_DIR=", "TMPDIR=" + tmp}}, "serve", "--workers", "1")
+			p := herdtest.Start(t, herdtest.Options{Env: []string{"XDG_RUNTIME_DIR=", "TMPDIR=" + tmp}, DefaultControlSocket: true}, "serve", "--workers", "1")
 			p.WaitReady(60 * time.Second)
 			if code, _, _ := p.Do(http.MethodGet, "/healthz", ""); code != 200 {
 				t.Fatalf("GET /healthz: %d, want 200", code)

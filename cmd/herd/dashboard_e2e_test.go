@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -119,10 +118,8 @@ func TestDashboardInABrowser(t *testing.T) {
 	p := herdtest.Start(t, herdtest.Options{}, "serve", "--workers", "2")
 	p.WaitReady(30 * time.Second)
 	base := adminURL(t, p)
-	port := p.Addr[strings.LastIndexByte(p.Addr, ':')+1:]
-	// The control socket, and the token beside it, in the runtime directory
-	// herdtest gives the server.
-	tok, err := os.ReadFile(cluster.TokenPath(filepath.Join(herdtest.RuntimeDir(), "herd", "herd-"+port+".sock")))
+	// The token, beside the control socket herdtest gives the server.
+	tok, err := os.ReadFile(cluster.TokenPath(p.ControlSocket))
 	if err != nil {
 		t.Fatalf("the admin token file: %v", err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/herd-go/herd/admin"
 	"github.com/herd-go/herd/cluster"
 	"github.com/herd-go/herd/internal/herdtest"
 	"github.com/herd-go/herd/internal/procstat"
@@ -132,8 +133,10 @@ func TestServeSocketActivation(t *testing.T) {
 	}
 	port := freePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	p := herdtest.Start(t, herdtest.Options{Binary: sa},
-		"-l", addr, "--fdname=http", herdtest.Binary(t), "serve", "--workers", "2")
+	// It hands herd only the environment it is told to (-E).
+	ctl := filepath.Join(t.TempDir(), "herd.sock")
+	p := herdtest.Start(t, herdtest.Options{Binary: sa, ControlSocket: ctl},
+		"-l", addr, "--fdname=http", "-E", "CONTROL_SOCKET="+ctl, herdtest.Binary(t), "serve", "--workers", "2")
 	// systemd-socket-activate listens first and starts herd on the first
 	// connection, which herd must then answer.
 	var code int
@@ -305,7 +308,13 @@ func TestServeNotifiesSystemd(t *testing.T) {
 		t.Errorf("RELOADING message %q: MONOTONIC_USEC not between %d and %d", rel.raw, before, after)
 	}
 	reready, rri := sd.wait(t, reli+1, "READY")
-	if len(p.Find(func(r herdtest.Record) bool { return r.Msg() == "rolling reload complete" })) == 0 {
+	// The primary logs the completion before it sends READY=1; the log
+	// reaches this test through a pipe, a moment after the datagram.
+	done := false
+	for deadline := time.Now().Add(5 * time.Second); !done && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		done = len(p.Find(func(r herdtest.Record) bool { return r.Msg() == "rolling reload complete" })) > 0
+	}
+	if !done {
 		t.Errorf("READY=1 (%q) before the reload completed", reready.raw)
 	}
 
@@ -351,9 +360,9 @@ func statusAt(t *testing.T, path string) cluster.Status {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	reply, err := cluster.Control(ctx, path, cluster.ControlRequest{Cmd: "status"})
-	if err != nil || reply.Status == nil {
-		t.Fatalf("status over the control socket: %v %+v", err, reply)
+	s, err := admin.NewClient(path).Status(ctx)
+	if err != nil {
+		t.Fatalf("status over the control socket: %v", err)
 	}
-	return *reply.Status
+	return s
 }

@@ -107,13 +107,11 @@ func TestImageRunsFromScratch(t *testing.T) {
 		if err != nil {
 			t.Fatalf("herd status in the container: %v\n%s", err, out)
 		}
-		var reply struct {
-			Status statusJSON `json:"status"`
-		}
-		if err := json.Unmarshal([]byte(out), &reply); err != nil {
+		var st statusJSON // the status document itself
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
 			t.Fatalf("herd status --json: %v\n%s", err, out)
 		}
-		return reply.Status
+		return st
 	}
 	s := status()
 	if len(s.Workers) != 1 {

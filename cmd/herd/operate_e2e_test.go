@@ -177,8 +177,11 @@ func (l *load) waitRequests(t *testing.T, _ *herdtest.Proc, n int64) {
 func herdCmd(t *testing.T, p *herdtest.Proc, args ...string) (int, string) {
 	t.Helper()
 	bin := herdtest.Binary(t) // not p's path: a test may have deployed a broken build there
-	port := p.Addr[strings.LastIndexByte(p.Addr, ':')+1:]
-	cmd := exec.Command(bin, append(args, "--port", port)...)
+	where := []string{"--control-socket", p.ControlSocket}
+	if p.ControlSocket == "" { // herd's default socket, found from the port
+		where = []string{"--port", p.Addr[strings.LastIndexByte(p.Addr, ':')+1:]}
+	}
+	cmd := exec.Command(bin, append(args, where...)...)
 	cmd.Env = herdtest.CleanEnv() // a CONTROL_SOCKET of the developer's would reach another primary
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -198,11 +201,14 @@ func status(t *testing.T, p *herdtest.Proc) cluster.Status {
 	if code != 0 {
 		t.Fatalf("herd status: exit %d: %s", code, out)
 	}
-	var r cluster.ControlReply
-	if err := json.Unmarshal([]byte(out), &r); err != nil || r.Status == nil {
-		t.Fatalf("herd status --json: %v: %s", err, out)
+	// The status document itself, not a reply envelope.
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	var s cluster.Status
+	if err := dec.Decode(&s); err != nil || s.PrimaryPID == 0 {
+		t.Fatalf("herd status --json is not a status document: %v: %s", err, out)
 	}
-	return *r.Status
+	return s
 }
 
 func readyPIDs(s cluster.Status) map[int]int {

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/herd-go/herd/admin"
 	"github.com/herd-go/herd/cluster"
 	"github.com/herd-go/herd/internal/listen"
 )
@@ -189,6 +190,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Recycle:         cluster.Recycle{MaxRSS: cfg.MaxMemory, MaxAge: cfg.MaxAge},
 		PIDFile:         cfg.PIDFile,
 		ControlSocket:   cfg.ControlSocket,
+		ServeControl:    admin.ServeControl,
 		// The same admin listener as herd serve's: metrics of worker state,
 		// restarts, RSS (sampled from /proc by the primary), workers and
 		// backlog, and the dashboard. Per-request figures stay empty: herd

@@ -383,6 +383,7 @@ func TestRunProgramEnvironmentAndMaxAge(t *testing.T) {
 	rec := p.WaitLog(30*time.Second, "the program's environment line", func(r herdtest.Record) bool {
 		return r.Msg() == "worker output" && strings.HasPrefix(r.Str("line"), "env ")
 	})
+	p.WaitReady(30 * time.Second) // the address, from the control socket
 	port := p.Addr[strings.LastIndexByte(p.Addr, ':')+1:]
 	want := fmt.Sprintf("env pid=%d listen_pid=%d fds=1 names=http einhorn=1/3 starter=%s=3 port=%s worker=1 arg=--fd=3 notify=set",
 		rec.Int("pid"), rec.Int("pid"), p.Addr, port)

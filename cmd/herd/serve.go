@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/herd-go/herd/admin"
 	"github.com/herd-go/herd/app"
 	"github.com/herd-go/herd/cluster"
 	"github.com/herd-go/herd/internal/herdenv"
@@ -60,6 +61,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		PIDFile:          cfg.PIDFile,
 		WorkerGOMAXPROCS: cfg.WorkerProcs,
 		ControlSocket:    cfg.ControlSocket,
+		ServeControl:     admin.ServeControl,
 		Balance:          cluster.Balance(cfg.Balance),
 		MaxConns:         cfg.MaxConns,
 		Logger:           log,

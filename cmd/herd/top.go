@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/herd-go/herd/admin"
 	"github.com/herd-go/herd/cluster"
 )
 
@@ -54,16 +55,15 @@ func cmdTop(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "herd top: %v\n", err)
 		return exitUsage
 	}
+	client := &admin.Client{Path: path, QueryTimeout: 10 * time.Second}
 	clear := isTerminal(stdout)
 	var prev *snapshot
 	t := time.NewTicker(*interval)
 	defer t.Stop()
 	for n := 0; ; {
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		reply, err := cluster.Control(cctx, path, cluster.ControlRequest{Cmd: "status"})
-		cancel()
+		st, err := client.Status(ctx)
 		switch {
-		case errors.Is(err, cluster.ErrNoControl):
+		case errors.Is(err, admin.ErrNoPrimary):
 			fmt.Fprintf(stderr, "herd top: no herd primary is running (nothing answers on %s)\n", path)
 			return exitFail
 		case ctx.Err() != nil:
@@ -71,11 +71,8 @@ func cmdTop(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		case err != nil:
 			fmt.Fprintf(stderr, "herd top: %v\n", err)
 			return exitFail
-		case !reply.OK || reply.Status == nil:
-			fmt.Fprintf(stderr, "herd top: %s\n", reply.Error)
-			return exitFail
 		}
-		cur := &snapshot{at: time.Now(), st: *reply.Status}
+		cur := &snapshot{at: time.Now(), st: st}
 		if clear {
 			fmt.Fprint(stdout, "\x1b[H\x1b[2J")
 		} else if n > 0 {

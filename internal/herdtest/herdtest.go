@@ -6,7 +6,6 @@
 package herdtest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -22,7 +21,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herd-go/herd/cluster"
 	"github.com/herd-go/herd/internal/herdenv"
+	"github.com/herd-go/herd/internal/launch"
 	"github.com/herd-go/herd/internal/procstat"
 )
 
@@ -98,16 +99,24 @@ func (r Record) Str(key string) string { s, _ := r[key].(string); return s }
 type Proc struct {
 	t    testing.TB
 	Cmd  *exec.Cmd
-	Addr string // host:port it listens on, once known
+	Addr string // host:port it listens on, once WaitReady returned
 	URL  string // "http://" + Addr
+	// ControlSocket is the primary's control socket: one in a private
+	// directory of this Proc's, unless the test chose it (--control-socket,
+	// Options.DefaultControlSocket). Pass it to herd's commands.
+	ControlSocket string
+	// Status is the primary's status document when WaitReady returned
+	// (zero for the single process of --cluster off).
+	Status cluster.Status
+
+	srv *launch.Server
 
 	mu      sync.Mutex
 	out     bytes.Buffer // everything on stderr and stdout
 	records []Record
 	pids    map[int]bool // every worker and primary pid ever logged, for cleanup
 	workers map[int]bool // every worker pid ever logged
-	exited  chan struct{}
-	waitErr error
+	exited  <-chan struct{}
 }
 
 // EnvBalance, when set in the test's environment, is the BALANCE that Start
@@ -124,6 +133,15 @@ type Options struct {
 	// Binary runs this executable instead of the one Binary builds (see
 	// CopyBinary, for tests that deploy a new binary over a running one).
 	Binary string
+	// DefaultControlSocket lets herd put its control socket where it does
+	// by default, for tests of that place; WaitReady then learns the
+	// address from the log and readiness from /healthz (see package
+	// launch), so such a test should run one worker.
+	DefaultControlSocket bool
+	// ControlSocket, if set, is the control socket's path, for a test that
+	// starts herd through a wrapper that must be told it (see
+	// launch.Options.ControlSocket).
+	ControlSocket string
 }
 
 // CopyBinary copies the built herd binary into dir and returns its path.
@@ -152,8 +170,9 @@ func Deploy(t testing.TB, src, dst string) {
 }
 
 // Start runs "herd <args...>" with --port 0 --host 127.0.0.1 --log-format
-// json appended (unless opts.NoDefaults) and returns at once; use
-// WaitListening or WaitReady before sending requests.
+// json appended (unless opts.NoDefaults), through package launch (its own
+// control socket), and returns at once; call WaitReady before sending
+// requests.
 func Start(t testing.TB, opts Options, args ...string) *Proc {
 	t.Helper()
 	bin := opts.Binary
@@ -163,37 +182,25 @@ func Start(t testing.TB, opts Options, args ...string) *Proc {
 	if !opts.NoDefaults {
 		args = append(args, "--port", "0", "--host", "127.0.0.1", "--log-format", "json")
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = opts.Dir
-	if cmd.Dir == "" {
-		cmd.Dir = t.TempDir()
+	dir := opts.Dir
+	if dir == "" {
+		dir = t.TempDir()
 	}
 	// A -race binary sleeps a second at exit by default; tests time exits.
-	cmd.Env = append(append(CleanEnv(), "GORACE=atexit_sleep_ms=0"), opts.Env...)
+	env := append(append(CleanEnv(), "GORACE=atexit_sleep_ms=0"), opts.Env...)
 	if b := os.Getenv(EnvBalance); b != "" {
 		// A test run per balancing policy (herd's BALANCE is cleaned above).
-		cmd.Env = append(cmd.Env, "BALANCE="+b)
+		env = append(env, "BALANCE="+b)
 	}
-	p := &Proc{t: t, Cmd: cmd, pids: map[int]bool{}, workers: map[int]bool{}, exited: make(chan struct{})}
-	// An *os.File pipe, so that Wait returns when this process exits even
-	// if a process it started (an upgraded primary) still holds the pipe.
-	r, w, err := os.Pipe()
+	p := &Proc{t: t, pids: map[int]bool{}, workers: map[int]bool{}}
+	srv, err := launch.Start(launch.Options{
+		Binary: bin, Args: args, Dir: dir, Env: env,
+		Line: p.read, DefaultControlSocket: opts.DefaultControlSocket, ControlSocket: opts.ControlSocket,
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting herd: %v", err)
 	}
-	w.Close()
-	go p.read(r)
-	go func() {
-		err := cmd.Wait()
-		p.mu.Lock()
-		p.waitErr = err
-		p.mu.Unlock()
-		close(p.exited)
-	}()
+	p.srv, p.Cmd, p.ControlSocket, p.exited = srv, srv.Cmd, srv.ControlSocket, srv.Done()
 	t.Cleanup(p.kill)
 	return p
 }
@@ -221,29 +228,22 @@ func RuntimeDir() string {
 	return runtimeDir
 }
 
-func (p *Proc) read(r io.ReadCloser) {
-	defer r.Close()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		p.mu.Lock()
-		p.out.Write(line)
-		p.out.WriteByte('\n')
-		var rec Record
-		if json.Unmarshal(line, &rec) == nil {
-			p.records = append(p.records, rec)
-			if pid := rec.Int("pid"); pid > 0 && (rec.Msg() == "worker started" || rec.Msg() == "primary running") {
-				p.pids[pid] = true
-				if rec.Msg() == "worker started" {
-					p.workers[pid] = true
-				}
-			}
-			if a := rec.Str("addr"); a != "" && rec.Msg() == "listening" && p.Addr == "" {
-				p.Addr, p.URL = a, "http://"+a
+// read takes one line of output: kept, and parsed as a log record. The
+// pids of started processes are noted only so that kill can end them.
+func (p *Proc) read(line []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.out.Write(line)
+	p.out.WriteByte('\n')
+	var rec Record
+	if json.Unmarshal(line, &rec) == nil {
+		p.records = append(p.records, rec)
+		if pid := rec.Int("pid"); pid > 0 && (rec.Msg() == "worker started" || rec.Msg() == "primary running") {
+			p.pids[pid] = true
+			if rec.Msg() == "worker started" {
+				p.workers[pid] = true
 			}
 		}
-		p.mu.Unlock()
 	}
 }
 
@@ -257,6 +257,7 @@ func (p *Proc) kill() {
 	case <-p.exited:
 	case <-time.After(10 * time.Second):
 	}
+	p.srv.Close()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for pid := range p.pids {
@@ -313,23 +314,19 @@ func (p *Proc) WaitMsg(timeout time.Duration, msg string) Record {
 	return p.WaitLog(timeout, "log "+msg, func(r Record) bool { return r.Msg() == msg })
 }
 
-// WaitReady waits for the "all workers ready" line (or, with --cluster off,
-// for the single process to answer /healthz).
+// WaitReady waits until herd is ready, as package launch learns it: its
+// control socket answers and every wanted worker is ready (or, with
+// --cluster off, the single process answers /healthz), and sets Addr, URL
+// and Status. It fails the test after timeout or if herd exits first.
 func (p *Proc) WaitReady(timeout time.Duration) {
 	p.t.Helper()
-	p.Eventually(timeout, "herd ready", func() bool {
-		if len(p.Find(func(r Record) bool { return r.Msg() == "all workers ready" })) > 0 {
-			return true
-		}
-		if len(p.Find(func(r Record) bool { return r.Msg() == "serving in a single process" })) > 0 {
-			resp, err := http.Get(p.URL + "/healthz")
-			if err == nil {
-				resp.Body.Close()
-				return resp.StatusCode == 200
-			}
-		}
-		return false
-	})
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	r, err := p.srv.Ready(ctx)
+	if err != nil {
+		p.t.Fatalf("herd not ready within %s: %v", timeout, err)
+	}
+	p.Addr, p.URL, p.Status = r.Addr, "http://"+r.Addr, r.Status
 }
 
 // Eventually polls cond every 20 ms until it is true or timeout passes, in
@@ -356,11 +353,7 @@ func (p *Proc) Eventually(timeout time.Duration, what string, cond func() bool) 
 	}
 }
 
-func (p *Proc) waitErrLocked() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.waitErr
-}
+func (p *Proc) waitErrLocked() error { return p.srv.ExitErr() }
 
 // Signal sends sig to the primary.
 func (p *Proc) Signal(sig syscall.Signal) {
