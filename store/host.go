@@ -48,7 +48,8 @@ const hostRetry = 100 * time.Millisecond
 // previous primary still holds during a binary upgrade), until it succeeds
 // or ctx ends. Calls meanwhile wait for it within their own context and
 // then fail with ErrUnavailable; none is refused for arriving early.
-// onOpen, if not nil, is called once the store is open (to log it).
+// onOpen, if not nil, is called once the store is open (to log it),
+// before any call is answered from it.
 func NewHostOpening(ctx context.Context, open func() (Store, error), onOpen func()) *Host {
 	h := &Host{readyC: make(chan struct{})}
 	go func() {
@@ -62,10 +63,12 @@ func NewHostOpening(ctx context.Context, open func() (Store, error), onOpen func
 					h.st = st
 				}
 				h.mu.Unlock()
-				close(h.readyC)
+				// onOpen first: what it reports (the file is open) is
+				// true before any call is answered from the store.
 				if onOpen != nil {
 					onOpen()
 				}
+				close(h.readyC)
 				return
 			}
 			select {
