@@ -310,6 +310,12 @@ func (d *dispatcher) run() {
 		return
 	}
 	var failing time.Duration
+	// An accept that fails for want of descriptors can flap with every
+	// connection that closes: one line per episode, then at most one a
+	// acceptLogEvery, counting the failures in between.
+	var lastLogged time.Time
+	var unlogged int
+	logged := false
 	batch := make([]passedConn, 0, maxBatch)
 	for {
 		d.mu.Lock()
@@ -346,14 +352,21 @@ func (d *dispatcher) run() {
 			// Out of descriptors (EMFILE, ENFILE, ENOBUFS): the connection
 			// waits in the queue; try again shortly, and say so once.
 			if failing == 0 {
-				d.log.Error("balance: the primary cannot accept connections; retrying", "err", err)
+				unlogged++
+				if time.Since(lastLogged) >= acceptLogEvery {
+					d.log.Error("balance: the primary cannot accept connections; retrying", "err", err, "failures", unlogged)
+					lastLogged, unlogged, logged = time.Now(), 0, true
+				}
 			}
 			failing = min(max(2*failing, 5*time.Millisecond), 200*time.Millisecond)
 			time.Sleep(failing)
 			continue
 		}
 		if failing != 0 {
-			d.log.Info("balance: the primary accepts connections again")
+			if logged {
+				d.log.Info("balance: the primary accepts connections again")
+				logged = false
+			}
 			failing = 0
 		}
 		d.mu.Lock()
@@ -361,6 +374,9 @@ func (d *dispatcher) run() {
 		d.mu.Unlock()
 	}
 }
+
+// acceptLogEvery bounds how often the dispatcher logs failed accepts.
+const acceptLogEvery = 10 * time.Second
 
 // pollable returns a duplicate of the listening socket as a file the
 // runtime's poller waits on (a TCPListener's RawConn cannot wait for
