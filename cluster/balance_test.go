@@ -77,15 +77,30 @@ func TestSharedListenerIdleConnectionsDoNotSlowAccept(t *testing.T) {
 
 	// The median time per accept: a busy machine stalls a few of them
 	// (the fairListener slept before every one).
+	// A busy machine can stall a whole timing run: the best of three
+	// pairs counts (the fairListener made every pair slow).
 	acceptN(t, addr, ln, 100) // warm up
-	gaps, _ := acceptN(t, addr, ln, 500)
-	without := median(gaps)
-	_, idle := acceptN(t, addr, ln, 1000)
-	open.Add(int64(len(idle)))
-	gaps, _ = acceptN(t, addr, ln, 500)
-	with := median(gaps)
-	ratio := without.Seconds() / with.Seconds()
-	t.Logf("median time per accept: %v without idle connections, %v with 1,000 (rate ratio %.2f)", without, with, ratio)
+	var without, with time.Duration
+	ratio := 0.0
+	for range 3 {
+		open.Store(0)
+		gaps, _ := acceptN(t, addr, ln, 500)
+		wo := median(gaps)
+		_, idle := acceptN(t, addr, ln, 1000)
+		open.Store(int64(len(idle)))
+		gaps, _ = acceptN(t, addr, ln, 500)
+		wi := median(gaps)
+		for _, c := range idle {
+			c.Close()
+		}
+		if r := wo.Seconds() / wi.Seconds(); r > ratio {
+			without, with, ratio = wo, wi, r
+		}
+		t.Logf("median time per accept: %v without idle connections, %v with 1,000 (rate ratio %.2f)", wo, wi, wo.Seconds()/wi.Seconds())
+		if ratio >= 0.5 {
+			break
+		}
+	}
 	if ratio < 0.5 {
 		t.Fatalf("1,000 idle connections slowed accepting from %v to %v each (rate ratio %.2f, want at least 0.5)", without, with, ratio)
 	}
