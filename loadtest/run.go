@@ -238,7 +238,7 @@ func newWorker(r *runner) *worker {
 func (w *worker) run() {
 	stop := context.AfterFunc(w.r.ctx, w.interrupt)
 	defer stop()
-	defer w.closeConn()
+	defer w.abortConn()
 	defer w.flushLatencies()
 
 	for {
@@ -375,6 +375,19 @@ func (w *worker) dial(deadline time.Time) (errKind, error) {
 	}
 	w.rr.raw = conn
 	return 0, nil
+}
+
+// abortConn ends the run's last connection with a reset (SO_LINGER 0):
+// a request cut off by the end of the run, or an idle keep-alive
+// connection, leaves no TIME_WAIT on this machine (a FIN from here would,
+// one per client, for a minute after every run).
+func (w *worker) abortConn() {
+	w.mu.Lock()
+	if w.tcp != nil {
+		_ = w.tcp.SetLinger(0)
+	}
+	w.mu.Unlock()
+	w.closeConn()
 }
 
 func (w *worker) closeConn() {
