@@ -135,16 +135,43 @@ func (l *logBuf) records(msg string) []map[string]any {
 // startPrimary runs a primary in this process until the test ends.
 func startPrimary(t *testing.T, opts cluster.Options, workerMode string) (*logBuf, <-chan error) {
 	t.Helper()
+	logs, _, errC := startCluster(t, opts, workerMode)
+	return logs, errC
+}
+
+// readyAddr waits until every worker of c is ready and returns the
+// address c serves on: what a user of the library learns from the cluster
+// value, not from its log.
+func readyAddr(t *testing.T, c *cluster.Cluster) string {
+	t.Helper()
+	select {
+	case <-c.Ready():
+	case <-c.Done():
+		t.Fatal("the cluster stopped before its workers were ready")
+	case <-time.After(30 * time.Second):
+		t.Fatal("timed out after 30s waiting for every worker to be ready")
+	}
+	return c.Addr().String()
+}
+
+// startCluster runs a primary in this process, as a cluster value, until
+// the test ends.
+func startCluster(t *testing.T, opts cluster.Options, workerMode string) (*logBuf, *cluster.Cluster, <-chan error) {
+	t.Helper()
 	logs := &logBuf{}
 	opts.Addr = "127.0.0.1:0"
 	opts.Args = []string{"-test.run=^$"}
 	opts.Env = append(opts.Env, "CLUSTER_TEST_WORKER="+workerMode)
 	opts.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	opts.ShutdownTimeout = 5 * time.Second
+	c, err := cluster.New(opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errC := make(chan error, 1)
 	done := make(chan struct{})
-	go func() { errC <- cluster.Run(ctx, opts, nil); close(done) }()
+	go func() { errC <- c.Run(ctx); close(done) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -156,7 +183,7 @@ func startPrimary(t *testing.T, opts cluster.Options, workerMode string) (*logBu
 			t.Logf("primary log:\n%s", logs.buf.String())
 		}
 	})
-	return logs, errC
+	return logs, c, errC
 }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
@@ -236,9 +263,8 @@ func TestWorkersServeAndReachThePrimary(t *testing.T) {
 		}
 		return map[string]string{"primary": "saw worker " + req["from"]}, nil
 	}}
-	l, _ := startPrimary(t, opts, "serve")
-	waitFor(t, 30*time.Second, "all workers ready", func() bool { return len(l.records("all workers ready")) > 0 })
-	addr := l.records("listening")[0]["addr"].(string)
+	_, c, _ := startCluster(t, opts, "serve")
+	addr := readyAddr(t, c)
 	resp, err := http.Get("http://" + addr + "/call")
 	if err != nil {
 		t.Fatal(err)
@@ -256,9 +282,8 @@ func TestWorkersServeAndReachThePrimary(t *testing.T) {
 // keeps them busy, as wrk does. Without the fix about one run in three
 // gave one worker 100%; each of three runs must give each worker 10% or more.
 func TestBurstOfConnectionsIsSpreadOverWorkers(t *testing.T) {
-	l, _ := startPrimary(t, cluster.Options{Workers: 2}, "serve")
-	waitFor(t, 30*time.Second, "all workers ready", func() bool { return len(l.records("all workers ready")) > 0 })
-	addr := l.records("listening")[0]["addr"].(string)
+	_, c, _ := startCluster(t, cluster.Options{Workers: 2}, "serve")
+	addr := readyAddr(t, c)
 	for run := range 3 {
 		res, err := loadtest.Run(context.Background(), loadtest.Config{URL: "http://" + addr + "/", Concurrency: 100, Duration: time.Second}, nil)
 		if err != nil {
@@ -284,9 +309,8 @@ func TestBurstOfConnectionsIsSpreadOverWorkers(t *testing.T) {
 // reuse, and RSS stays above 64 MiB. (The race detector's shadow memory is
 // not given back, so under -race only the runtime's own figure is judged.)
 func TestIdleWorkerReturnsTheMemoryOfABurst(t *testing.T) {
-	l, _ := startPrimary(t, cluster.Options{Workers: 1}, "heaplog")
-	waitFor(t, 30*time.Second, "all workers ready", func() bool { return len(l.records("all workers ready")) > 0 })
-	base := "http://" + l.records("listening")[0]["addr"].(string)
+	l, c, _ := startCluster(t, cluster.Options{Workers: 1}, "heaplog")
+	base := "http://" + readyAddr(t, c)
 	get := func(path string) string {
 		resp, err := http.Get(base + path)
 		if err != nil {

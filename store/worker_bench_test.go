@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -163,16 +162,18 @@ func workerRun(b *testing.B, base, query string) opResult {
 func startBenchPrimary(b *testing.B, calls cluster.CallHandler, redisURL string) string {
 	b.Helper()
 	logs := &syncBuffer{}
+	c, err := cluster.New(cluster.Options{
+		Addr: "127.0.0.1:0", Workers: 1, Calls: calls,
+		Args:   []string{"-test.run=^$", "-test.bench=^$"},
+		Env:    []string{envRedis + "=" + redisURL},
+		Logger: slog.New(slog.NewJSONHandler(logs, nil)),
+	}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errC := make(chan error, 1)
-	go func() {
-		errC <- cluster.Run(ctx, cluster.Options{
-			Addr: "127.0.0.1:0", Workers: 1, Calls: calls,
-			Args:   []string{"-test.run=^$", "-test.bench=^$"},
-			Env:    []string{envRedis + "=" + redisURL},
-			Logger: slog.New(slog.NewJSONHandler(logs, nil)),
-		}, nil)
-	}()
+	go func() { errC <- c.Run(ctx) }()
 	b.Cleanup(func() {
 		cancel()
 		select {
@@ -181,26 +182,14 @@ func startBenchPrimary(b *testing.B, calls cluster.CallHandler, redisURL string)
 			b.Error("the benchmark's primary did not stop within 30 s")
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(logs.String(), `"msg":"all workers ready"`) {
-		select {
-		case err := <-errC:
-			b.Fatalf("the benchmark's primary stopped: %v\n%s", err, logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("the worker was not ready within 30 s:\n%s", logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	select {
+	case <-c.Ready():
+	case <-c.Done():
+		b.Fatalf("the benchmark's primary stopped:\n%s", logs.String())
+	case <-time.After(30 * time.Second):
+		b.Fatalf("the worker was not ready within 30 s:\n%s", logs.String())
 	}
-	var rec struct{ Addr string }
-	for _, line := range strings.Split(logs.String(), "\n") {
-		if strings.Contains(line, `"msg":"listening"`) && json.Unmarshal([]byte(line), &rec) == nil {
-			return "http://" + rec.Addr
-		}
-	}
-	b.Fatalf("no listening address in the primary's log:\n%s", logs.String())
-	return ""
+	return "http://" + c.Addr().String()
 }
 
 // syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
