@@ -86,6 +86,11 @@ func validKey(k string) string {
 	if len(k) > MaxSharedKeyLen {
 		return fmt.Sprintf("key is %d characters long: it must be 1 to 256 characters of A-Z a-z 0-9 . _ : -", len(k))
 	}
+	if k == "." || k == ".." {
+		// A URL path cleans these away: GET /cluster/shared-state/. could
+		// never read the key back.
+		return fmt.Sprintf("key %q names no key in a URL: it must be 1 to 256 characters of A-Z a-z 0-9 . _ : -, other than . and ..", k)
+	}
 	for i := 0; i < len(k); i++ {
 		c := k[i]
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') { //nolint:staticcheck // QF1001: reads as "not one of the allowed characters"

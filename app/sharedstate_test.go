@@ -269,6 +269,8 @@ func TestSharedStateBadInput(t *testing.T) {
 		{"slash in key", "POST", "/cluster/shared-state", `{"key":"a/b","value":1}`, 400, "not allowed"},
 		{"non-ASCII key", "POST", "/cluster/shared-state", `{"key":"clé","value":1}`, 400, "not allowed"},
 		{"glob in key", "POST", "/cluster/shared-state", `{"key":"a*","value":1}`, 400, "not allowed"},
+		{"dot key", "POST", "/cluster/shared-state", `{"key":".","value":1}`, 400, "names no key in a URL"},
+		{"dot-dot key", "POST", "/cluster/shared-state", `{"key":"..","value":1}`, 400, "names no key in a URL"},
 		{"key too long", "POST", "/cluster/shared-state", `{"key":"` + long + `k","value":1}`, 400, "257 characters"},
 		{"trailing garbage", "POST", "/cluster/shared-state", `{"key":"a","value":1} xyz`, 400, "invalid character"},
 		{"two objects", "POST", "/cluster/shared-state", `{"key":"a","value":1}{"key":"b","value":2}`, 400, "unexpected data"},
