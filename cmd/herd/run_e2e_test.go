@@ -106,6 +106,36 @@ func getPID(t *testing.T, url string) int {
 	return body.Processid
 }
 
+// slowResult is how a slow request ended.
+type slowResult struct {
+	status int
+	close  bool // the answer said Connection: close
+	body   string
+	err    error
+}
+
+// slowRequestInFlight sends GET /slow?ms=1500 to an example program under
+// herd run and returns once the program says the request started; the
+// channel gets how it ended.
+func slowRequestInFlight(t *testing.T, p *herdtest.Proc) <-chan slowResult {
+	t.Helper()
+	resC := make(chan slowResult, 1)
+	go func() {
+		resp, err := (&http.Client{Timeout: 30 * time.Second}).Get(p.URL + "/slow?ms=1500")
+		if err != nil {
+			resC <- slowResult{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		resC <- slowResult{resp.StatusCode, resp.Close, string(b), err}
+	}()
+	p.WaitLog(30*time.Second, "the slow request to start", func(r herdtest.Record) bool {
+		return r.Msg() == "worker output" && strings.Contains(r.Str("line"), "slow request started")
+	})
+	return resC
+}
+
 // workerPIDs returns the ready workers' pids, as herd status says.
 func workerPIDs(t *testing.T, p *herdtest.Proc) map[int]bool {
 	t.Helper()
@@ -189,25 +219,7 @@ func TestRunExamples(t *testing.T) {
 			l.finish(t)
 
 			// SIGTERM with a slow request in flight: it completes, herd exits 0.
-			type result struct {
-				status int
-				body   string
-				err    error
-			}
-			resC := make(chan result, 1)
-			go func() {
-				resp, err := (&http.Client{Timeout: 30 * time.Second}).Get(p.URL + "/slow?ms=1500")
-				if err != nil {
-					resC <- result{err: err}
-					return
-				}
-				defer resp.Body.Close()
-				b, err := io.ReadAll(resp.Body)
-				resC <- result{resp.StatusCode, string(b), err}
-			}()
-			p.WaitLog(30*time.Second, "the slow request to start", func(r herdtest.Record) bool {
-				return r.Msg() == "worker output" && strings.Contains(r.Str("line"), "slow request started")
-			})
+			resC := slowRequestInFlight(t, p)
 			p.Signal(syscall.SIGTERM)
 			r := <-resC
 			if r.err != nil || r.status != 200 || !strings.Contains(r.body, "slept 1500 ms") {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -91,26 +90,7 @@ func TestRunNodeReferenceAsWrittenDrains(t *testing.T) {
 
 	// SIGTERM with a slow request in flight: it completes, herd exits 0,
 	// and the workers exited on their own (code 0), not by SIGKILL.
-	type result struct {
-		status int
-		close  bool
-		body   string
-		err    error
-	}
-	resC := make(chan result, 1)
-	go func() {
-		resp, err := (&http.Client{Timeout: 30 * time.Second}).Get(p.URL + "/slow?ms=1500")
-		if err != nil {
-			resC <- result{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		resC <- result{resp.StatusCode, resp.Close, string(b), err}
-	}()
-	p.WaitLog(30*time.Second, "the slow request to start", func(r herdtest.Record) bool {
-		return r.Msg() == "worker output" && strings.Contains(r.Str("line"), "slow request started")
-	})
+	resC := slowRequestInFlight(t, p)
 	p.Signal(syscall.SIGTERM)
 	r := <-resC
 	if r.err != nil || r.status != 200 || !strings.Contains(r.body, "slept 1500 ms") {
