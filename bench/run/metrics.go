@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -26,7 +24,6 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/herd-go/herd/internal/herdenv"
 	"github.com/herd-go/herd/internal/procstat"
 )
 
@@ -225,7 +222,7 @@ func metricsRound(ctx context.Context, cfg config, mc metricsConfig, res *metric
 		if sd.s, err = start(ctx, contender{Name: name, Herd: true, Workers: n}, bin, sd.dir); err != nil {
 			return err
 		}
-		admin, err := adminAddr(ctx, bin, sd.dir, sd.s.addr, sd.on)
+		admin, err := adminAddr(ctx, sd.s, sd.on)
 		if err != nil {
 			return err
 		}
@@ -270,39 +267,21 @@ func metricsRound(ctx context.Context, cfg config, mc metricsConfig, res *metric
 	return nil
 }
 
-// adminAddr asks the server, through its control socket (herd status
-// --json), where its admin listener is. With want set it waits up to 10 s
-// for the address to appear (the listener starts in the background).
-func adminAddr(ctx context.Context, bin, dir, addr string, want bool) (string, error) {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", err
+// adminAddr asks the server, through its control socket (the launcher's
+// admin client), where its admin listener is. With want set it waits up to
+// 10 s for the address to appear (the listener starts in the background).
+func adminAddr(ctx context.Context, s *server, want bool) (string, error) {
+	if s.herd == nil || s.herd.Client == nil {
+		return "", fmt.Errorf("%s has no control socket", s.c.Name)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		cmd := exec.CommandContext(ctx, filepath.Join(bin, "herd"), "status", "--json", "--port", port)
-		cmd.Dir = dir
-		cmd.Env = herdenv.Clean(os.Environ())
-		out, err := cmd.Output()
+		st, err := s.herd.Client.Status(ctx)
 		if err != nil {
-			return "", fmt.Errorf("herd status --json: %w: %s", err, out)
+			return "", fmt.Errorf("%s: status: %w", s.c.Name, err)
 		}
-		// The status document, or the reply envelope holding it.
-		var doc struct {
-			AdminAddr string `json:"adminAddr"`
-			Status    *struct {
-				AdminAddr string `json:"adminAddr"`
-			} `json:"status"`
-		}
-		if err := json.Unmarshal(out, &doc); err != nil {
-			return "", fmt.Errorf("herd status --json: %w: %s", err, out)
-		}
-		a := doc.AdminAddr
-		if doc.Status != nil && doc.Status.AdminAddr != "" {
-			a = doc.Status.AdminAddr
-		}
-		if a != "" || !want || time.Now().After(deadline) {
-			return a, nil
+		if st.AdminAddr != "" || !want || time.Now().After(deadline) {
+			return st.AdminAddr, nil
 		}
 		select {
 		case <-ctx.Done():
@@ -328,7 +307,7 @@ func scrapeCase(ctx context.Context, mc metricsConfig, bin, dir string) (d scrap
 			err = serr
 		}
 	}()
-	admin, err := adminAddr(ctx, bin, dir, s.addr, true)
+	admin, err := adminAddr(ctx, s, true)
 	if err != nil {
 		return d, err
 	}
