@@ -650,17 +650,7 @@ func TestStatusTable(t *testing.T) {
 func TestLoadtestDuringReloadsReportsNothingLost(t *testing.T) {
 	p := herdtest.Start(t, herdtest.Options{}, "serve", "--workers", "2")
 	p.WaitReady(30 * time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 240*time.Second)
-	defer cancel()
-	// -d only bounds the run if the test fails on the way: it ends it with
-	// SIGINT once the reloads are done.
-	lt := exec.CommandContext(ctx, herdtest.Binary(t), "loadtest", p.URL+"/pid", "-c", "50", "-d", "180s", "--json")
-	lt.Env = herdtest.CleanEnv()
-	var out, errOut bytes.Buffer
-	lt.Stdout, lt.Stderr = &out, &errOut
-	if err := lt.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stopLoad := startLoadtest(t, p.URL+"/pid")
 	served := func() (n uint64) { // by the ready workers, as of their last heartbeat
 		for _, w := range status(t, p).Workers {
 			if w.State == cluster.StateReady {
@@ -676,20 +666,44 @@ func TestLoadtestDuringReloadsReportsNothingLost(t *testing.T) {
 		}
 		p.Eventually(20*time.Second, "the new workers to serve the load", func() bool { return served() > 500 })
 	}
-	_ = lt.Process.Signal(syscall.SIGINT) // herd loadtest reports what it did so far
-	err := lt.Wait()
 	var doc struct {
 		Requests, Failed, Resent int64
 		Workers                  struct{ Requests map[string]int64 }
 	}
-	if jerr := json.Unmarshal(out.Bytes(), &doc); jerr != nil {
-		t.Fatalf("herd loadtest (%v): not one JSON document: %v\nstdout %s\nstderr %s", err, jerr, out.String(), errOut.String())
-	}
+	stderr, err := stopLoad(&doc)
 	if err != nil || doc.Failed != 0 || doc.Resent != 0 {
 		t.Errorf("herd loadtest during 3 reloads: %v, %d of %d requests failed, %d resent; want exit 0, none failed or resent\nstderr %s",
-			err, doc.Failed, doc.Requests, doc.Resent, errOut.String())
+			err, doc.Failed, doc.Requests, doc.Resent, stderr)
 	}
 	if doc.Requests < 1000 || doc.Workers.Requests["1"] == 0 || doc.Workers.Requests["2"] == 0 {
 		t.Errorf("herd loadtest: %d requests, per worker %v; want a real load spread over workers 1 and 2", doc.Requests, doc.Workers.Requests)
+	}
+}
+
+// startLoadtest starts herd loadtest --json with 50 clients against url, in
+// the background, for at most 180 s (a bound for a test that fails on the
+// way). The function it returns ends the run with SIGINT (herd loadtest
+// then reports what it did so far), decodes the JSON report into doc, and
+// returns the run's stderr and exit error.
+func startLoadtest(t *testing.T, url string) func(doc any) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 240*time.Second)
+	lt := exec.CommandContext(ctx, herdtest.Binary(t), "loadtest", url, "-c", "50", "-d", "180s", "--json")
+	lt.Env = herdtest.CleanEnv()
+	var out, errOut bytes.Buffer
+	lt.Stdout, lt.Stderr = &out, &errOut
+	if err := lt.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lt.Process.Kill(); cancel() })
+	return func(doc any) (string, error) {
+		t.Helper()
+		_ = lt.Process.Signal(syscall.SIGINT)
+		err := lt.Wait()
+		if jerr := json.Unmarshal(out.Bytes(), doc); jerr != nil {
+			t.Fatalf("herd loadtest (%v): not one JSON document: %v\nstdout %s\nstderr %s", err, jerr, out.String(), errOut.String())
+		}
+		return errOut.String(), err
 	}
 }

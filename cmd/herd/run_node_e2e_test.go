@@ -1,9 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -47,18 +44,7 @@ func TestRunNodeReferenceAsWrittenDrains(t *testing.T) {
 	p := startRun(t, []string{"--ready-probe", "http:/pid"}, node, filepath.Join(dir, "reference.js"))
 	p.WaitReady(60 * time.Second)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 240*time.Second)
-	defer cancel()
-	// -d only bounds the run if the test fails on the way: SIGINT ends it
-	// once the reloads are done.
-	lt := exec.CommandContext(ctx, herdtest.Binary(t), "loadtest", p.URL+"/pid", "-c", "50", "-d", "180s", "--json")
-	lt.Env = herdtest.CleanEnv()
-	var out, errOut bytes.Buffer
-	lt.Stdout, lt.Stderr = &out, &errOut
-	if err := lt.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lt.Process.Kill() })
+	stopLoad := startLoadtest(t, p.URL+"/pid")
 	before := workerPIDs(t, p)
 	seen := map[int]bool{}
 	p.Eventually(30*time.Second, "both workers to answer", func() bool {
@@ -76,16 +62,12 @@ func TestRunNodeReferenceAsWrittenDrains(t *testing.T) {
 			t.Fatalf("pid %d served before and after two reloads (before %v, after %v)", pid, before, after)
 		}
 	}
-	_ = lt.Process.Signal(syscall.SIGINT) // herd loadtest reports what it did so far
-	err := lt.Wait()
 	var doc struct{ Requests, Failed, Resent int64 }
-	if jerr := json.Unmarshal(out.Bytes(), &doc); jerr != nil {
-		t.Fatalf("herd loadtest (%v): not one JSON document: %v\nstdout %s\nstderr %s", err, jerr, out.String(), errOut.String())
-	}
+	stderr, err := stopLoad(&doc)
 	t.Logf("herd loadtest across 2 reloads: %d requests, %d failed, %d resent", doc.Requests, doc.Failed, doc.Resent)
 	if err != nil || doc.Failed != 0 || doc.Resent != 0 || doc.Requests < 500 {
 		t.Errorf("herd loadtest -c 50 across 2 reloads: %v, %d of %d requests failed, %d resent; want exit 0, a real load and none failed or resent\nstderr %s",
-			err, doc.Failed, doc.Requests, doc.Resent, errOut.String())
+			err, doc.Failed, doc.Requests, doc.Resent, stderr)
 	}
 
 	// SIGTERM with a slow request in flight: it completes, herd exits 0,
