@@ -267,7 +267,7 @@ func (pl plane) Metrics(ctx context.Context) (Metrics, error) {
 		return m, ErrExiting
 	}
 	m.Calls = pl.p.mx.callMetrics()
-	m.Backlog = backlog(pl.p.ln)
+	m.Backlog = backlog(pl.p.lnF)
 	return m, nil
 }
 

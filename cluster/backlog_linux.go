@@ -1,7 +1,7 @@
 package cluster
 
 import (
-	"net"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -9,7 +9,7 @@ import (
 // backlog reads the accept queue of listening socket ln from the kernel:
 // for a socket in the LISTEN state, TCP_INFO's tcpi_unacked is the number
 // of connections waiting to be accepted and tcpi_sacked the queue's limit.
-func backlog(ln *net.TCPListener) Backlog {
+func backlog(ln syscall.Conn) Backlog {
 	if ln == nil {
 		return Backlog{}
 	}

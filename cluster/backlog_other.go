@@ -2,7 +2,7 @@
 
 package cluster
 
-import "net"
+import "syscall"
 
 // backlog is not known outside Linux.
-func backlog(*net.TCPListener) Backlog { return Backlog{} }
+func backlog(syscall.Conn) Backlog { return Backlog{} }
