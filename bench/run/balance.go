@@ -32,6 +32,29 @@ type balanceConfig struct {
 	Idle     int           // idle keep-alive connections for the idle case
 	Churn    int           // clients of the churn load
 	Node     bool          // also run the Node cluster (examples/node/bin.js) where it applies
+	Cases    string        // "all", or a comma list of spread, keepalive, mixed, churn, idle
+	Policies string        // comma list of the --balance policies to run
+}
+
+// balanceCases lists the cases of -balance-cases, in the order they run.
+var balanceCases = []string{"spread", "keepalive", "mixed", "churn", "idle"}
+
+// parseCases reads -balance-cases: "all" or a comma list of balanceCases.
+func parseCases(s string) (map[string]bool, error) {
+	on := map[string]bool{}
+	if s == "" || s == "all" {
+		for _, c := range balanceCases {
+			on[c] = true
+		}
+		return on, nil
+	}
+	for _, c := range strings.Split(s, ",") {
+		if !slices.Contains(balanceCases, c) {
+			return nil, fmt.Errorf("-balance-cases: unknown case %q: must be all or a comma list of %s", c, strings.Join(balanceCases, ", "))
+		}
+		on[c] = true
+	}
+	return on, nil
 }
 
 // nodeName is the Node cluster contender: examples/node's bin.js, Node's
@@ -69,9 +92,19 @@ type mixedResult struct {
 }
 
 func runBalance(ctx context.Context, cfg config, bc balanceConfig, bin, work string) (string, error) {
+	if _, err := parseCases(bc.Cases); err != nil {
+		return "", err
+	}
 	n := runtime.GOMAXPROCS(0)
 	cs := []contender{{Name: "plain"}}
-	for _, b := range balancePolicies {
+	for _, b := range strings.Split(bc.Policies, ",") {
+		if b == "off" {
+			cs = append(cs, contender{Name: "herd off", Herd: true})
+			continue
+		}
+		if !slices.Contains(balancePolicies, b) {
+			return "", fmt.Errorf("-balance-policies: unknown policy %q: must be a comma list of %s", b, strings.Join(balancePolicies, ", "))
+		}
 		cs = append(cs, contender{Name: "herd " + b, Herd: true, Workers: n, Balance: b})
 	}
 	if bc.Node {
@@ -119,9 +152,10 @@ func measureBalance(ctx context.Context, cfg config, bc balanceConfig, c contend
 		}
 	}()
 	workers := c.Herd || c.Name == nodeName
+	on, _ := parseCases(bc.Cases) // checked by runBalance
 	sm = balanceSample{Exact: map[int]int{}, Trials: map[int]int{}, KeepAlive: map[string]float64{}, ReqShare: map[int]float64{}}
 	for _, conns := range []int{n, 2 * n} {
-		if workers {
+		if workers && on["spread"] {
 			for range bc.Trials {
 				exact, err := spreadTrial(addr, conns, n)
 				if err != nil {
@@ -139,6 +173,9 @@ func measureBalance(ctx context.Context, cfg config, bc balanceConfig, c contend
 			sm.ReqShare[conns] = share
 		}
 		for _, path := range []string{"/", "/api/10000000"} {
+			if !on["keepalive"] {
+				break
+			}
 			wc := cfg
 			wc.Conns, wc.Threads = conns, min(conns, 2)
 			w, _, err := runWrk(ctx, wc, bc.Duration, "http://"+addr+path)
@@ -148,17 +185,22 @@ func measureBalance(ctx context.Context, cfg config, bc balanceConfig, c contend
 			sm.KeepAlive[fmt.Sprintf("c=%d %s", conns, path)] = w.RPS
 		}
 	}
-	sm.Mixed = mixedLoad(addr, 3*bc.Duration)
-	rate, failed := churn(addr, bc.Churn, bc.Duration)
-	sm.Churn, sm.Failed = rate, failed+sm.Mixed.Failed
-	if c.Name == nodeName {
+	if on["mixed"] {
+		sm.Mixed = mixedLoad(addr, 3*bc.Duration)
+		sm.Failed += sm.Mixed.Failed
+	}
+	if on["churn"] {
+		rate, failed := churn(addr, bc.Churn, bc.Duration)
+		sm.Churn, sm.Failed = rate, sm.Failed+failed
+	}
+	if c.Name == nodeName || !on["idle"] {
 		return sm, nil
 	}
 	idle, err := openIdle(addr, bc.Idle)
 	if err != nil {
 		return sm, err
 	}
-	rate, failed = churn(addr, bc.Churn, bc.Duration)
+	rate, failed := churn(addr, bc.Churn, bc.Duration)
 	sm.IdleRate, sm.Failed = rate, sm.Failed+failed
 	for _, ic := range idle {
 		closeNow(ic)
@@ -442,21 +484,35 @@ func renderBalance(res map[string][]balanceSample, cs []contender, bc balanceCon
 	p("- **keep-alive req/s**: wrk, c connections, %v, median of the rounds (ratio to plain in brackets).\n", bc.Duration)
 	p("- **mixed**: issue 9's mixed load: %d keep-alive connections sending GET / back to back and, at the same time, %d sending GET %s, for %v; each kind's rate (ratio to plain) and the fast requests' p99, median of the rounds.\n", mixedFast, mixedHeavy, mixedPath, 3*bc.Duration)
 	p("- **churn**: %d clients, each opening a connection per request (`GET /`, closed after the answer), %v; **idle**: the same with %d idle keep-alive connections open.\n\n", bc.Churn, bc.Duration, bc.Idle)
+	on, _ := parseCases(bc.Cases) // checked by runBalance
 	header := []string{"contender"}
-	for _, c := range []int{n, 2 * n} {
-		header = append(header, fmt.Sprintf("spread c=%d", c))
-	}
-	for _, c := range []int{n, 2 * n} {
-		header = append(header, fmt.Sprintf("busiest worker's requests c=%d", c))
+	if on["spread"] {
+		for _, c := range []int{n, 2 * n} {
+			header = append(header, fmt.Sprintf("spread c=%d", c))
+		}
+		for _, c := range []int{n, 2 * n} {
+			header = append(header, fmt.Sprintf("busiest worker's requests c=%d", c))
+		}
 	}
 	keys := []string{}
-	for _, c := range []int{n, 2 * n} {
-		for _, path := range []string{"/", "/api/10000000"} {
-			keys = append(keys, fmt.Sprintf("c=%d %s", c, path))
+	if on["keepalive"] {
+		for _, c := range []int{n, 2 * n} {
+			for _, path := range []string{"/", "/api/10000000"} {
+				keys = append(keys, fmt.Sprintf("c=%d %s", c, path))
+			}
 		}
 	}
 	header = append(header, keys...)
-	header = append(header, "churn conn/s", fmt.Sprintf("idle %d conn/s", bc.Idle), "mixed: / req/s", "mixed: / p99 ms", "mixed: "+mixedPath+" req/s", "failed")
+	if on["churn"] {
+		header = append(header, "churn conn/s")
+	}
+	if on["idle"] {
+		header = append(header, fmt.Sprintf("idle %d conn/s", bc.Idle))
+	}
+	if on["mixed"] {
+		header = append(header, "mixed: / req/s", "mixed: / p99 ms", "mixed: "+mixedPath+" req/s")
+	}
+	header = append(header, "failed")
 	p("| %s |\n|%s\n", strings.Join(header, " | "), strings.Repeat("---|", len(header)))
 	ratio := func(v, base float64) string {
 		if base <= 0 || len(plain) == 0 {
@@ -467,6 +523,9 @@ func renderBalance(res map[string][]balanceSample, cs []contender, bc balanceCon
 	for _, c := range cs {
 		row := []string{c.Name}
 		for _, k := range []int{n, 2 * n} {
+			if !on["spread"] {
+				break
+			}
 			if !c.Herd && c.Name != nodeName {
 				row = append(row, "—")
 				continue
@@ -479,6 +538,9 @@ func renderBalance(res map[string][]balanceSample, cs []contender, bc balanceCon
 			row = append(row, fmt.Sprintf("%d/%d exact", exact, trials))
 		}
 		for _, k := range []int{n, 2 * n} {
+			if !on["spread"] {
+				break
+			}
 			if !c.Herd && c.Name != nodeName {
 				row = append(row, "—")
 				continue
@@ -489,23 +551,29 @@ func renderBalance(res map[string][]balanceSample, cs []contender, bc balanceCon
 			v := med(c.Name, func(s balanceSample) float64 { return s.KeepAlive[key] })
 			row = append(row, ratio(v, med("plain", func(s balanceSample) float64 { return s.KeepAlive[key] })))
 		}
-		row = append(row, ratio(med(c.Name, func(s balanceSample) float64 { return s.Churn }), med("plain", func(s balanceSample) float64 { return s.Churn })))
-		if c.Name == nodeName {
-			row = append(row, "—")
-		} else {
-			row = append(row, ratio(med(c.Name, func(s balanceSample) float64 { return s.IdleRate }), med("plain", func(s balanceSample) float64 { return s.IdleRate })))
+		if on["churn"] {
+			row = append(row, ratio(med(c.Name, func(s balanceSample) float64 { return s.Churn }), med("plain", func(s balanceSample) float64 { return s.Churn })))
 		}
-		mixed := func(f func(mixedResult) float64) func(balanceSample) float64 {
-			return func(s balanceSample) float64 { return f(s.Mixed) }
+		if on["idle"] {
+			if c.Name == nodeName {
+				row = append(row, "—")
+			} else {
+				row = append(row, ratio(med(c.Name, func(s balanceSample) float64 { return s.IdleRate }), med("plain", func(s balanceSample) float64 { return s.IdleRate })))
+			}
 		}
-		row = append(row, ratio(med(c.Name, mixed(func(m mixedResult) float64 { return m.FastRPS })), med("plain", mixed(func(m mixedResult) float64 { return m.FastRPS }))))
-		row = append(row, fmt.Sprintf("%.1f", med(c.Name, mixed(func(m mixedResult) float64 { return float64(m.FastP99) / float64(time.Millisecond) }))))
-		heavy := med(c.Name, mixed(func(m mixedResult) float64 { return m.HeavyRPS }))
-		heavyPlain := med("plain", mixed(func(m mixedResult) float64 { return m.HeavyRPS }))
-		if heavyPlain > 0 {
-			row = append(row, fmt.Sprintf("%.1f (%.2f×)", heavy, heavy/heavyPlain))
-		} else {
-			row = append(row, fmt.Sprintf("%.1f", heavy))
+		if on["mixed"] {
+			mixed := func(f func(mixedResult) float64) func(balanceSample) float64 {
+				return func(s balanceSample) float64 { return f(s.Mixed) }
+			}
+			row = append(row, ratio(med(c.Name, mixed(func(m mixedResult) float64 { return m.FastRPS })), med("plain", mixed(func(m mixedResult) float64 { return m.FastRPS }))))
+			row = append(row, fmt.Sprintf("%.1f", med(c.Name, mixed(func(m mixedResult) float64 { return float64(m.FastP99) / float64(time.Millisecond) }))))
+			heavy := med(c.Name, mixed(func(m mixedResult) float64 { return m.HeavyRPS }))
+			heavyPlain := med("plain", mixed(func(m mixedResult) float64 { return m.HeavyRPS }))
+			if heavyPlain > 0 {
+				row = append(row, fmt.Sprintf("%.1f (%.2f×)", heavy, heavy/heavyPlain))
+			} else {
+				row = append(row, fmt.Sprintf("%.1f", heavy))
+			}
 		}
 		var failed int64
 		for _, s := range res[c.Name] {
