@@ -23,6 +23,15 @@ type Balance string
 // Balancing policies. See the README's "Balancing" section for what each
 // costs.
 const (
+	// BalanceAuto: BalanceLeastConn while new connections come at under
+	// AutoDirectRate a second (a proxy's few keep-alive connections, a
+	// deploy's reconnects: spread exactly); above that rate the workers
+	// accept from the shared queue themselves, as under BalanceShared, so
+	// that connection churn costs no hop through the primary; passing
+	// resumes once the rate has stayed under a quarter of that for a
+	// second. Whichever way, connections wait in the one kernel queue, so
+	// the switch loses none.
+	BalanceAuto Balance = "auto"
 	// BalanceLeastConn: the primary accepts every connection and passes it
 	// to the ready worker holding the fewest open connections, ties taken
 	// in turn, so c long-lived connections over N workers end up ⌊c/N⌋ or
@@ -40,10 +49,21 @@ const (
 )
 
 // DefaultBalance is the policy of a zero Options.Balance.
-const DefaultBalance = BalanceLeastConn
+const DefaultBalance = BalanceAuto
 
 // Balances lists the policies ParseBalance accepts.
-var Balances = []Balance{BalanceLeastConn, BalanceShared, BalanceSticky}
+var Balances = []Balance{BalanceAuto, BalanceLeastConn, BalanceShared, BalanceSticky}
+
+// AutoDirectRate is the rate of new connections (per second) above which
+// BalanceAuto lets the workers accept themselves.
+const AutoDirectRate = 1000
+
+// BalanceAuto's clock: the rate is read every autoTick; passing resumes
+// after autoCalm ticks in a row under a quarter of AutoDirectRate.
+const (
+	autoTick = 100 * time.Millisecond
+	autoCalm = 10
+)
 
 // ParseBalance reads a policy name; the empty string is DefaultBalance.
 func ParseBalance(s string) (Balance, error) {
@@ -55,11 +75,12 @@ func ParseBalance(s string) (Balance, error) {
 			return b, nil
 		}
 	}
-	return "", fmt.Errorf("cluster: unknown balance policy %q: must be least-conn, shared or sticky", s)
+	return "", fmt.Errorf("cluster: unknown balance policy %q: must be auto, least-conn, shared or sticky", s)
 }
 
-// passes reports whether the primary accepts and passes connections under b.
-func (b Balance) passes() bool { return b == BalanceLeastConn || b == BalanceSticky }
+// passes reports whether the primary accepts and passes connections under
+// b (under BalanceAuto, while the rate is low).
+func (b Balance) passes() bool { return b != BalanceShared }
 
 // The connection socket's messages. The primary writes one message per
 // batch of connections it passes to a worker: the first connection's
@@ -72,6 +93,10 @@ const (
 	recAck    = 'A' // the worker holds the connections; the primary drops its copies
 	recNack   = 'N' // the worker could not take them (out of descriptors): pass them on
 	recClosed = 'C' // only the closed count
+	// One-byte messages of the primary's (BalanceAuto): accept from the
+	// shared queue yourself too (recDirect), or no longer (recPass).
+	recDirect = 'D'
+	recPass   = 'P'
 	recLen    = 17
 	batchLen  = 12
 	// maxBatch bounds the descriptors of one message (SCM_RIGHTS carries
@@ -107,6 +132,8 @@ type dworker struct {
 	shm      *shmCounts
 	eligible bool // ready and not draining
 	full     bool // it nacked a connection and none of its own has closed since
+	direct   bool // recDirect was the last mode message it was sent
+	seen     int  // its direct accepts as the last auto tick read them
 	retry    *time.Timer
 	pending  map[uint64]passedConn
 	batch    []passedConn // chosen in the current accept batch, not yet sent
@@ -129,8 +156,12 @@ type stickyEntry struct {
 // acks before reading a byte), and when a worker's socket reaches EOF
 // (it exited, or drained and closed it) every connection it never
 // acknowledged is passed to another worker.
+//
+// Under BalanceAuto it also watches the rate of new connections and, above
+// AutoDirectRate, stops accepting and tells the workers to accept from the
+// shared queue themselves (recDirect), until the rate falls (recPass).
 type dispatcher struct {
-	ln       *net.TCPListener
+	ln       *os.File // the listening socket, outside any poller
 	policy   Balance
 	maxConns int
 	log      *slog.Logger
@@ -146,12 +177,14 @@ type dispatcher struct {
 	seq     uint64
 	turn    int // rotates ties
 	closed  bool
+	direct  bool          // BalanceAuto: the workers accept; the accept loop waits
+	passed  atomic.Uint64 // connections the accept loop took, for the auto tick
 	// acceptFile is the accept loop's pollable duplicate of the listening
 	// socket; close sets its deadline to wake the loop.
 	acceptFile *os.File
 }
 
-func newDispatcher(ln *net.TCPListener, policy Balance, maxConns int, log *slog.Logger) *dispatcher {
+func newDispatcher(ln *os.File, policy Balance, maxConns int, log *slog.Logger) *dispatcher {
 	d := &dispatcher{
 		ln: ln, policy: policy, maxConns: maxConns, log: log,
 		doneC:   make(chan struct{}),
@@ -202,6 +235,9 @@ func (d *dispatcher) add(id, pid int, uc *net.UnixConn) {
 	}
 	d.mu.Lock()
 	d.workers[pid] = w
+	if d.direct {
+		d.sendModeLocked(w)
+	}
 	d.order = append(d.order, w)
 	sort.Slice(d.order, func(i, j int) bool {
 		a, b := d.order[i], d.order[j]
@@ -222,8 +258,9 @@ func (d *dispatcher) wantClosesLocked(want bool) {
 	}
 }
 
-// open is how many connections w holds: passed, not refused, not closed.
-func (w *dworker) open() int { return max(w.sent-w.shm.closes(), 0) }
+// open is how many connections w holds: passed and not refused, or
+// accepted itself, and not closed.
+func (w *dworker) open() int { return max(w.sent+w.shm.accepted()-w.shm.closes(), 0) }
 
 // removeLocked forgets w (its socket reached EOF).
 func (d *dispatcher) removeLocked(w *dworker) {
@@ -298,17 +335,17 @@ func (d *dispatcher) wait(t time.Duration) {
 // per worker, for several connections.
 func (d *dispatcher) run() {
 	defer close(d.doneC)
-	f, err := d.pollable()
-	if err != nil {
-		d.log.Error("balance: cannot accept", "err", err)
-		return
+	if d.policy == BalanceAuto {
+		go d.auto()
 	}
-	defer f.Close()
-	rc, err := f.SyscallConn()
-	if err != nil {
-		d.log.Error("balance: cannot accept", "err", err)
-		return
-	}
+	var f *os.File // nil while the workers accept (BalanceAuto's direct mode)
+	var rc syscall.RawConn
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+	}()
+	var err error
 	var failing time.Duration
 	// An accept that fails for want of descriptors can flap with every
 	// connection that closes: one line per episode, then at most one a
@@ -321,6 +358,15 @@ func (d *dispatcher) run() {
 		d.mu.Lock()
 		room := 0
 		waiting := false
+		for d.direct && !d.closed {
+			if f != nil {
+				// Out of the poller, or the primary would wake at every
+				// connection the workers accept.
+				f.Close()
+				f, rc, d.acceptFile = nil, nil, nil
+			}
+			d.cond.Wait()
+		}
 		for !d.closed {
 			if len(d.backlog) == 0 {
 				if room = d.roomLocked(); room > 0 {
@@ -339,15 +385,33 @@ func (d *dispatcher) run() {
 		if waiting {
 			d.wantClosesLocked(false)
 		}
-		closed := d.closed
+		closed, direct := d.closed, d.direct
 		d.mu.Unlock()
 		if closed {
 			return
+		}
+		if direct {
+			continue // switched while waiting for room
+		}
+		if f == nil {
+			if f, rc, err = d.pollable(); err != nil {
+				d.log.Error("balance: cannot accept", "err", err)
+				return
+			}
 		}
 		batch, err = d.accept(rc, batch[:0], room)
 		if err != nil {
 			if d.stopped.Load() {
 				return
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// Woken to let the workers accept (direct mode, maybe
+				// over already): a new duplicate, without the deadline.
+				d.mu.Lock()
+				f.Close()
+				f, rc, d.acceptFile = nil, nil, nil
+				d.mu.Unlock()
+				continue
 			}
 			// Out of descriptors (EMFILE, ENFILE, ENOBUFS): the connection
 			// waits in the queue; try again shortly, and say so once.
@@ -369,9 +433,109 @@ func (d *dispatcher) run() {
 			}
 			failing = 0
 		}
+		d.passed.Add(uint64(len(batch)))
 		d.mu.Lock()
 		d.passBatchLocked(batch)
 		d.mu.Unlock()
+	}
+}
+
+// auto is BalanceAuto's clock: every autoTick it reads the rate of new
+// connections (those the accept loop took, or those the workers accepted
+// themselves) and switches between passing and direct accepting. It
+// returns when the accept loop does.
+func (d *dispatcher) auto() {
+	t := time.NewTicker(autoTick)
+	defer t.Stop()
+	high := AutoDirectRate * int(autoTick) / int(time.Second)
+	calm := 0
+	for {
+		select {
+		case <-d.doneC:
+			return
+		case <-t.C:
+		}
+		d.mu.Lock()
+		if d.closed {
+			d.mu.Unlock()
+			return
+		}
+		if !d.direct {
+			if n := int(d.passed.Swap(0)); n >= high && d.canDirectLocked() { //nolint:gosec // G115: a count of connections
+				d.setDirectLocked(true, n)
+				calm = 0
+			}
+		} else {
+			n := 0
+			for _, w := range d.order {
+				a := w.shm.accepted()
+				n += a - w.seen
+				w.seen = a
+			}
+			if n < high/4 {
+				calm++
+			} else {
+				calm = 0
+			}
+			if calm >= autoCalm {
+				d.setDirectLocked(false, n)
+				d.passed.Store(0)
+			}
+		}
+		for _, w := range d.order {
+			if w.direct != d.direct {
+				d.sendModeLocked(w) // a socket that was full, or a new worker
+			}
+		}
+		d.mu.Unlock()
+	}
+}
+
+// canDirectLocked reports whether every worker counts its accepts in a
+// shared page, without which the primary could not count its connections.
+func (d *dispatcher) canDirectLocked() bool {
+	for _, w := range d.order {
+		if w.shm == nil {
+			return false
+		}
+	}
+	return len(d.order) > 0
+}
+
+// setDirectLocked switches BalanceAuto's mode; n is the last tick's count
+// of new connections, for the log.
+func (d *dispatcher) setDirectLocked(on bool, n int) {
+	d.direct = on
+	for _, w := range d.order {
+		w.seen = w.shm.accepted()
+		d.sendModeLocked(w)
+	}
+	rate := n * int(time.Second/autoTick)
+	if on {
+		d.log.Info("balance: new connections come fast; the workers accept them from the shared queue", "per_second", rate)
+		if d.acceptFile != nil {
+			_ = d.acceptFile.SetReadDeadline(time.Now()) // wakes the accept loop, which waits
+		}
+	} else {
+		d.log.Info("balance: new connections come slowly again; the primary passes them to the least busy worker", "per_second", rate)
+		d.cond.Broadcast()
+	}
+}
+
+// sendModeLocked tells w the mode (recDirect or recPass) without blocking;
+// a full socket is tried again at the next tick.
+func (d *dispatcher) sendModeLocked(w *dworker) {
+	m := byte(recPass)
+	if d.direct {
+		m = recDirect
+	}
+	var serr error
+	err := w.rc.Write(func(fd uintptr) bool {
+		serr = syscall.Sendmsg(int(fd), []byte{m}, nil, nil, syscall.MSG_DONTWAIT|syscall.MSG_NOSIGNAL)
+		return true
+	})
+	if err == nil && serr == nil {
+		w.direct = d.direct
 	}
 }
 
@@ -383,30 +547,35 @@ const acceptLogEvery = 10 * time.Second
 // readability, and a net.TCPConn per connection would cost the primary an
 // epoll registration it does not need), and arranges for close to wake
 // the accept loop. Closing it leaves the listening socket open.
-func (d *dispatcher) pollable() (*os.File, error) {
+func (d *dispatcher) pollable() (*os.File, syscall.RawConn, error) {
 	lrc, err := d.ln.SyscallConn()
 	if err != nil {
-		return nil, fmt.Errorf("cluster: accept: %w", err)
+		return nil, nil, fmt.Errorf("cluster: accept: %w", err)
 	}
 	nfd := -1
 	var derr error
 	if err := lrc.Control(func(fd uintptr) {
 		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
 	}); err != nil {
-		return nil, fmt.Errorf("cluster: accept: %w", err)
+		return nil, nil, fmt.Errorf("cluster: accept: %w", err)
 	}
 	if derr != nil {
-		return nil, fmt.Errorf("cluster: accept: dup: %w", derr)
+		return nil, nil, fmt.Errorf("cluster: accept: dup: %w", derr)
 	}
 	f := os.NewFile(uintptr(nfd), "herd-accept") // non-blocking, as the listener: pollable
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("cluster: accept: %w", err)
+	}
 	d.mu.Lock()
 	d.acceptFile = f
-	stopped := d.closed
+	stopped := d.closed || d.direct
 	d.mu.Unlock()
 	if stopped {
 		_ = f.SetReadDeadline(time.Now())
 	}
-	return f, nil
+	return f, rc, nil
 }
 
 // accept appends to cs the connections waiting on the listening socket, at

@@ -13,7 +13,10 @@ import (
 // (memfd, passed as the first message on the worker's connection socket):
 // the worker counts the connections it closes there, so that a close
 // costs no record and no wake-up of the primary, which reads the count
-// when it chooses a worker. Only while the primary waits for a close (no
+// when it chooses a worker. Under BalanceAuto's direct mode the worker
+// also counts there the connections it accepts itself from the shared
+// queue, which the primary reads for the worker's open count and for the
+// rate of new connections. Only while the primary waits for a close (no
 // worker has room, or this one ran out of descriptors) does it set want,
 // and the worker then also writes a record.
 //
@@ -23,6 +26,7 @@ type shmCounts struct {
 	mem    []byte
 	closed *atomic.Uint64 // connections the worker closed, ever
 	wants  *atomic.Uint32 // non-zero: report each close in a record too
+	direct *atomic.Uint64 // connections the worker accepted itself, ever (direct mode)
 	fd     int            // the primary's, until send
 }
 
@@ -56,8 +60,9 @@ func mapShm(fd int) (*shmCounts, error) {
 	}
 	return &shmCounts{
 		mem:    mem,
-		closed: (*atomic.Uint64)(unsafe.Pointer(&mem[0])), //nolint:gosec // G103: a page-aligned shared mapping, 8-byte aligned
-		wants:  (*atomic.Uint32)(unsafe.Pointer(&mem[8])), //nolint:gosec // G103: as above
+		closed: (*atomic.Uint64)(unsafe.Pointer(&mem[0])),  //nolint:gosec // G103: a page-aligned shared mapping, 8-byte aligned
+		wants:  (*atomic.Uint32)(unsafe.Pointer(&mem[8])),  //nolint:gosec // G103: as above
+		direct: (*atomic.Uint64)(unsafe.Pointer(&mem[16])), //nolint:gosec // G103: as above
 	}, nil
 }
 
@@ -93,6 +98,22 @@ func (s *shmCounts) closes() int {
 		return 0
 	}
 	return int(s.closed.Load()) //nolint:gosec // G115: a count of connections
+}
+
+// accepted returns how many connections the worker accepted itself.
+func (s *shmCounts) accepted() int {
+	if s == nil {
+		return 0
+	}
+	return int(s.direct.Load()) //nolint:gosec // G115: a count of connections
+}
+
+// acceptOne counts one connection the worker accepted itself (in the
+// worker, before the connection can close).
+func (s *shmCounts) acceptOne() {
+	if s != nil {
+		s.direct.Add(1)
+	}
 }
 
 func (s *shmCounts) want(on bool) {

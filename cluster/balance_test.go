@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/herd-go/herd/internal/listen"
 )
 
 // acceptN dials n connections to addr, one after the other, and accepts
@@ -216,7 +218,7 @@ func TestSharedListenerWaitsAtMaxConns(t *testing.T) {
 }
 
 func TestParseBalance(t *testing.T) {
-	for _, s := range []string{"least-conn", "shared", "sticky"} {
+	for _, s := range []string{"auto", "least-conn", "shared", "sticky"} {
 		if b, err := ParseBalance(s); err != nil || string(b) != s {
 			t.Errorf("ParseBalance(%q) = %q, %v", s, b, err)
 		}
@@ -238,14 +240,19 @@ func TestDispatcherPassesOnWhatAGoneWorkerNeverTook(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tl.Close()
-	d := newDispatcher(tl, BalanceLeastConn, 0, slog.New(slog.DiscardHandler))
+	lf, err := listen.Passable(tl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	d := newDispatcher(lf, BalanceLeastConn, 0, slog.New(slog.DiscardHandler))
 	worker := func(pid int) *passedListener {
 		uc, f, err := connPair()
 		if err != nil {
 			t.Fatal(err)
 		}
 		d.add(pid, pid, uc)
-		pl, err := newPassedListener(f, tl.Addr(), &acceptStats{})
+		pl, err := newPassedListener(f, tl.Addr(), -1, &acceptStats{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -339,7 +346,12 @@ func TestDispatcherPassesNothingToAWorkerThatRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tl.Close()
-	d := newDispatcher(tl, BalanceLeastConn, 0, slog.New(slog.DiscardHandler))
+	lf, err := listen.Passable(tl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	d := newDispatcher(lf, BalanceLeastConn, 0, slog.New(slog.DiscardHandler))
 	uc1, f1, err := connPair()
 	if err != nil {
 		t.Fatal(err)
@@ -357,7 +369,7 @@ func TestDispatcherPassesNothingToAWorkerThatRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.add(2, 2, uc2)
-	taker, err := newPassedListener(f2, tl.Addr(), &acceptStats{})
+	taker, err := newPassedListener(f2, tl.Addr(), -1, &acceptStats{})
 	if err != nil {
 		t.Fatal(err)
 	}

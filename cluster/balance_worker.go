@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // fdConns names the socket on which a worker receives connections passed
@@ -55,14 +57,23 @@ func resourceErr(err error) bool {
 
 // passedListener is a worker's listener under a passing policy: Accept
 // returns the connections the primary passes on the worker's connection
-// socket. It acknowledges each message's connections before returning the
-// first of them (so before a byte is read from any), and tells the primary
-// how many have closed, in its next record.
+// socket and, under BalanceAuto's direct mode, those the worker accepts
+// from the shared queue itself. It acknowledges each message's
+// connections before returning the first of them (so before a byte is
+// read from any), and tells the primary how many have closed (and, in
+// direct mode, how many it accepted) in the page they share, or in its
+// next record.
+//
+// Two goroutines feed Accept, once it is first called: one reads the
+// connection socket, the other (only in direct mode) accepts from the
+// shared queue. Each hands over one connection at a time, so what is not
+// yet returned waits in the socket or in the kernel's queue.
 //
 // Close stops the primary's further sends (shutdown of the socket's read
-// side: the primary's sendmsg fails and it picks another worker) and lets
-// Accept return, one by one, the connections already queued on the socket;
-// after the last, Accept returns net.ErrClosed.
+// side: the primary's sendmsg fails and it picks another worker) and the
+// direct accepting, and lets Accept return, one by one, the connections
+// already queued on the socket; after the last, Accept returns
+// net.ErrClosed.
 type passedListener struct {
 	uc    *net.UnixConn
 	addr  net.Addr
@@ -78,13 +89,28 @@ type passedListener struct {
 	reporting atomic.Bool
 	shm       atomic.Pointer[shmCounts] // from the primary's first message; nil: count in records
 
-	mu    sync.Mutex // one Accept at a time; guards what follows
-	queue []net.Conn // taken and acknowledged, not yet returned
+	startOnce sync.Once
+	connC     chan net.Conn  // unbuffered: from the feeding goroutines to Accept; closed after both return
+	feeders   sync.WaitGroup // the socket reader, and the direct acceptor while there is one
+
+	dmu     sync.Mutex      // guards what follows
+	lnFD    int             // the shared listening socket, outside any poller; -1: none (closed by Close)
+	dln     *sharedListener // the direct acceptor's, in direct mode
+	open    *atomic.Int64   // the worker's open connections, for the direct acceptor's cap; nil: no cap
+	max     int64
+	stopped bool // Close was called
+
+	// Owned by the socket reader.
+	queue []net.Conn // taken and acknowledged, not yet handed over
 	buf   []byte
 	oob   []byte
 }
 
-func newPassedListener(f *os.File, addr net.Addr, stats *acceptStats) (*passedListener, error) {
+// newPassedListener reads passed connections from f (the worker's end of
+// its connection socket, closed here). lnFD is a duplicate of the shared
+// listening socket, not in any poller, for direct mode (-1 for none); the
+// listener owns it.
+func newPassedListener(f *os.File, addr net.Addr, lnFD int, stats *acceptStats) (*passedListener, error) {
 	defer f.Close()
 	c, err := net.FileConn(f)
 	if err != nil {
@@ -96,9 +122,17 @@ func newPassedListener(f *os.File, addr net.Addr, stats *acceptStats) (*passedLi
 		return nil, fmt.Errorf("cluster: inherited %s is not a unix socket", fdConns)
 	}
 	return &passedListener{
-		uc: uc, addr: addr, stats: stats, closedC: make(chan struct{}),
+		uc: uc, addr: addr, stats: stats, closedC: make(chan struct{}), lnFD: lnFD, connC: make(chan net.Conn),
 		buf: make([]byte, 2*batchLen), oob: make([]byte, syscall.CmsgSpace(4*maxBatch)),
 	}, nil
+}
+
+// setCap bounds what the direct acceptor takes: not while open holds max
+// connections (0: no cap). Call it before the first Accept.
+func (l *passedListener) setCap(open *atomic.Int64, max int64) {
+	l.dmu.Lock()
+	l.open, l.max = open, max
+	l.dmu.Unlock()
 }
 
 func (l *passedListener) Addr() net.Addr { return l.addr }
@@ -107,6 +141,17 @@ func (l *passedListener) Close() error {
 	l.closeOnce.Do(func() {
 		_ = l.uc.CloseRead()
 		close(l.closedC)
+		l.dmu.Lock()
+		l.stopped = true
+		if l.dln != nil {
+			_ = l.dln.Close()
+			l.dln = nil
+		}
+		if l.lnFD >= 0 {
+			syscall.Close(l.lnFD)
+			l.lnFD = -1
+		}
+		l.dmu.Unlock()
 	})
 	return nil
 }
@@ -141,17 +186,98 @@ func (l *passedListener) closed() {
 }
 
 func (l *passedListener) Accept() (net.Conn, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for len(l.queue) == 0 {
+	l.startOnce.Do(func() {
+		l.feeders.Add(1)
+		go l.read()
+		go func() {
+			l.feeders.Wait()
+			close(l.connC)
+		}()
+	})
+	c, ok := <-l.connC
+	if !ok {
+		return nil, net.ErrClosed
+	}
+	return c, nil
+}
+
+// read hands over the connections passed on the socket until it is done.
+func (l *passedListener) read() {
+	defer l.feeders.Done()
+	for {
+		for len(l.queue) > 0 {
+			c := l.queue[0]
+			l.queue[0] = nil
+			l.queue = l.queue[1:]
+			l.connC <- c
+		}
 		if err := l.receive(); err != nil {
-			return nil, err
+			return
 		}
 	}
-	c := l.queue[0]
-	l.queue[0] = nil
-	l.queue = l.queue[1:]
-	return c, nil
+}
+
+// setDirect starts (on) or stops the direct acceptor: BalanceAuto's mode,
+// as the primary's last recDirect or recPass said.
+func (l *passedListener) setDirect(on bool) {
+	l.dmu.Lock()
+	defer l.dmu.Unlock()
+	if l.stopped || on == (l.dln != nil) {
+		return
+	}
+	if !on {
+		_ = l.dln.Close() // its Accept returns; the acceptor hands over what it holds and returns
+		l.dln = nil
+		return
+	}
+	ln, err := l.directListenerLocked()
+	if err != nil {
+		// The primary passes nothing meanwhile: the other workers accept.
+		l.stats.fail(err)
+		return
+	}
+	l.dln = ln
+	l.feeders.Add(1) // the reader, which called us, still counts: Wait has not returned
+	go l.acceptDirect(ln)
+}
+
+func (l *passedListener) directListenerLocked() (*sharedListener, error) {
+	if l.lnFD < 0 {
+		return nil, errors.New("cluster: direct accepting: no shared socket")
+	}
+	fd, err := unix.FcntlInt(uintptr(l.lnFD), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: direct accepting: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "herd-direct")
+	ln, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("cluster: direct accepting: %w", err)
+	}
+	open := l.open
+	if open == nil {
+		open = new(atomic.Int64)
+	}
+	return &sharedListener{Listener: ln, open: open, max: l.max, stats: l.stats}, nil
+}
+
+// acceptDirect hands over what ln accepts until ln is closed, counting each
+// connection in the shared page before it can close.
+func (l *passedListener) acceptDirect(ln *sharedListener) {
+	defer l.feeders.Done()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		l.shm.Load().acceptOne()
+		if tc, ok := c.(*net.TCPConn); ok {
+			l.connC <- &passedTCPConn{TCPConn: tc, l: l}
+		} else {
+			l.connC <- &passedOtherConn{Conn: c, l: l}
+		}
+	}
 }
 
 // receive reads one message of the primary's and queues the connections it
@@ -168,6 +294,10 @@ func (l *passedListener) receive() error {
 		return net.ErrClosed
 	}
 	fds := rights(l.oob[:oobn])
+	if n == 1 && oobn == 0 && (l.buf[0] == recDirect || l.buf[0] == recPass) {
+		l.setDirect(l.buf[0] == recDirect)
+		return nil
+	}
 	if n == 1 && l.buf[0] == recShm && len(fds) == 1 && l.shm.Load() == nil {
 		if shm, err := mapShm(fds[0]); err == nil {
 			l.shm.Store(shm)

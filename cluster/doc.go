@@ -58,12 +58,15 @@
 //
 // Options.Balance chooses who takes each new connection. Under
 // BalanceShared the workers accept from that inherited socket, first come
-// first served. Under BalanceLeastConn (the default) and BalanceSticky the
-// primary accepts and passes each connection's descriptor to the chosen
-// worker over a SOCK_SEQPACKET socketpair of its own (SCM_RIGHTS), keeps
-// its copy until the worker acknowledges it, and passes on to another
-// worker every connection a worker that exits or drains never took. Either
-// way a connection waiting for a worker outlives that worker.
+// first served. Under BalanceLeastConn and BalanceSticky the primary
+// accepts and passes each connection's descriptor to the chosen worker
+// over a SOCK_SEQPACKET socketpair of its own (SCM_RIGHTS), keeps its copy
+// until the worker acknowledges it, and passes on to another worker every
+// connection a worker that exits or drains never took. BalanceAuto (the
+// default) is BalanceLeastConn until new connections come faster than
+// AutoDirectRate a second; then the workers accept from the shared socket
+// themselves until the rate falls. Either way a connection waiting for a
+// worker outlives that worker.
 //
 // Planned replacements start the new worker first and drain the old one only
 // once the new one is ready: a rolling reload (SIGHUP) one worker at a time,

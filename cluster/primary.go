@@ -236,16 +236,15 @@ func runPrimary(ctx context.Context, opts Options) error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	defer p.lnF.Close()
-	if !opts.Balance.passes() {
-		// The workers accept; the primary only keeps the queue alive, in
-		// lnF, which no poller watches. Left in the runtime's poller, ln
-		// would wake the primary at every new connection for nothing
-		// (about 15 µs of its CPU a connection under churn). Its Addr
-		// still answers once closed.
-		p.ln.Close()
-	}
+	// The primary keeps the queue in lnF, which no poller watches; its
+	// dispatcher, when it passes connections, waits in the poller on a
+	// duplicate of its own only while it accepts. Left in the runtime's
+	// poller, ln would wake the primary at every new connection for
+	// nothing (about 15 µs of its CPU a connection under churn while the
+	// workers accept). Its Addr still answers once closed.
+	p.ln.Close()
 	if opts.Balance.passes() {
-		p.disp = newDispatcher(p.ln, opts.Balance, opts.MaxConns, p.log)
+		p.disp = newDispatcher(p.lnF, opts.Balance, opts.MaxConns, p.log)
 		go p.disp.run()
 		defer p.disp.wait(2 * time.Second)
 		defer p.disp.close()

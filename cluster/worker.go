@@ -270,7 +270,8 @@ func (w *Worker) Serve(ctx context.Context, h http.Handler) error {
 // come (the primary enforces Options.MaxConns), or the shared socket
 // behind the connection cap.
 func (w *Worker) serveListener(open *atomic.Int64) net.Listener {
-	if _, ok := w.ln.(*passedListener); ok {
+	if pl, ok := w.ln.(*passedListener); ok {
+		pl.setCap(open, int64(w.opts.MaxConns))
 		return w.ln
 	}
 	return &sharedListener{Listener: w.ln, open: open, max: int64(w.opts.MaxConns), stats: &w.accept}
@@ -337,9 +338,10 @@ func runWorker(ctx context.Context, id int, opts Options, fn func(context.Contex
 	w := &Worker{ID: id, log: newWorkerLogger(os.Stderr), opts: opts, metrics: newReqMetrics(), readyC: make(chan struct{}), drainTimeout: opts.ShutdownTimeout, unreadyC: make(chan struct{})}
 	w.accept.failC = make(chan struct{}, 1)
 	if f := files[fdConns]; f != nil {
-		// The primary accepts and passes connections: this worker never
-		// accepts from the shared socket, and keeps only its address.
-		pl, err := newPassedListener(f, ln.Addr(), &w.accept)
+		// The primary accepts and passes connections: this worker accepts
+		// from the shared socket only when told to (BalanceAuto's direct
+		// mode), from a duplicate kept out of the poller meanwhile.
+		pl, err := newPassedListener(f, ln.Addr(), dupListener(ln), &w.accept)
 		ln.Close()
 		if err != nil {
 			nc.Close()

@@ -62,7 +62,7 @@ func parseCases(s string) (map[string]bool, error) {
 // It runs the spread, keep-alive and churn cases, not the idle one.
 const nodeName = "node cluster"
 
-var balancePolicies = []string{"least-conn", "shared", "sticky"}
+var balancePolicies = []string{"auto", "least-conn", "shared", "sticky"}
 
 // balanceSample is one contender's figures in one round.
 type balanceSample struct {

@@ -73,7 +73,7 @@ func main() {
 	flag.IntVar(&cfg.Bal.Idle, "balance-idle", 5000, "balancing: idle keep-alive connections in the idle case")
 	flag.IntVar(&cfg.Bal.Churn, "balance-churn", 50, "balancing: clients of the new-connection-per-request load")
 	flag.StringVar(&cfg.Bal.Cases, "balance-cases", "all", "balancing: all, or a comma list of spread, keepalive, mixed, churn, idle (a partial run's table shows only what ran)")
-	flag.StringVar(&cfg.Bal.Policies, "balance-policies", "least-conn,shared,sticky", "balancing: the herd --balance policies to run, a comma list; off adds herd serve --cluster off (herd's stack in one process)")
+	flag.StringVar(&cfg.Bal.Policies, "balance-policies", "auto,least-conn,shared,sticky", "balancing: the herd --balance policies to run, a comma list; off adds herd serve --cluster off (herd's stack in one process)")
 	flag.BoolVar(&cfg.Bal.Node, "balance-node", true, "balancing: also run the Node cluster (examples/node/bin.js; needs node and npm ci there) where it applies")
 	flag.BoolVar(&cfg.Metrics, "metrics", true, "also run the metrics section (metrics on against off; scrapes after many recycles)")
 	flag.BoolVar(&cfg.MetricsOnly, "metrics-only", false, "run only the metrics section; with -out, replace that section of the file")

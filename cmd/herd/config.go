@@ -39,7 +39,7 @@ var serveSettings = []setting{
 	{flag: "worker-gomaxprocs", env: "WORKER_GOMAXPROCS", def: "", usage: "GOMAXPROCS of each worker (default: usable cores / workers, at least 1)"},
 	{flag: "pid-file", env: "PID_FILE", def: "", usage: "write the live primary's pid here (follows binary upgrades)"},
 	{flag: "control-socket", env: "CONTROL_SOCKET", def: "", usage: "control socket path (default: herd-PORT.sock in $XDG_RUNTIME_DIR/herd, else in herd-UID in the temp dir)"},
-	{flag: "balance", env: "BALANCE", def: "least-conn", usage: "how connections are spread: least-conn, shared (kernel queue) or sticky (by client address)"},
+	{flag: "balance", env: "BALANCE", def: "auto", usage: "how connections are spread: auto (least-conn, shared under connection churn), least-conn, shared (kernel queue) or sticky (by client address)"},
 	{flag: "max-conns", env: "MAX_CONNS", def: "0", usage: "open connections per worker at most; more wait in the queue (0: no cap)"},
 	{flag: "admin-addr", env: "ADMIN_ADDR", def: "auto", usage: "admin HTTP listener (metrics, dashboard): host:port, auto (127.0.0.1:PORT+6300) or off"},
 	{flag: "admin-token", env: "ADMIN_TOKEN", def: "", usage: "token for the dashboard's actions (empty: generated into a file next to the control socket)"},
@@ -418,9 +418,9 @@ func loadServeConfig(args []string, src sources) (serveConfig, []string, error) 
 	c.PIDFile = strings.TrimSpace(v("pid-file"))
 	c.ControlSocket = strings.TrimSpace(v("control-socket"))
 	switch c.Balance = strings.ToLower(strings.TrimSpace(v("balance"))); c.Balance {
-	case "least-conn", "shared", "sticky":
+	case "auto", "least-conn", "shared", "sticky":
 	default:
-		return c, nil, r.bad("balance", "must be least-conn, shared or sticky")
+		return c, nil, r.bad("balance", "must be auto, least-conn, shared or sticky")
 	}
 	if c.MaxConns, err = strconv.Atoi(strings.TrimSpace(v("max-conns"))); err != nil || c.MaxConns < 0 || c.MaxConns > 1<<24 {
 		return c, nil, r.bad("max-conns", "must be a whole number of connections, 0 for no cap")

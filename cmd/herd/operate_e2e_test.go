@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"os"
@@ -46,8 +47,30 @@ type load struct {
 // though not always the same one), until halt.
 func startLoad(t *testing.T, url string, conns int) *load {
 	t.Helper()
+	return startLoadOver(t, url, conns, &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, DisableCompression: true})
+}
+
+// startChurnLoad is startLoad with a new connection per request, closed by
+// the client with a reset after the answer (no TIME_WAIT left to run the
+// machine out of ports).
+func startChurnLoad(t *testing.T, url string, clients int) *load {
+	t.Helper()
+	d := &net.Dialer{Timeout: 20 * time.Second}
+	return startLoadOver(t, url, clients, &http.Transport{
+		DisableKeepAlives: true, DisableCompression: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
+			}
+			return c, err
+		},
+	})
+}
+
+func startLoadOver(t *testing.T, url string, conns int, tr *http.Transport) *load {
+	t.Helper()
 	l := &load{stop: make(chan struct{}), inflight: make([]atomic.Int64, conns)}
-	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, DisableCompression: true}
 	client := &http.Client{Transport: tr, Timeout: 20 * time.Second}
 	for i := range conns {
 		l.wg.Add(1)
