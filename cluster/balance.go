@@ -178,6 +178,7 @@ type dispatcher struct {
 	turn    int // rotates ties
 	closed  bool
 	direct  bool          // BalanceAuto: the workers accept; the accept loop waits
+	passes  atomic.Bool   // !direct, for readers that must not wait on mu
 	passed  atomic.Uint64 // connections the accept loop took, for the auto tick
 	// acceptFile is the accept loop's pollable duplicate of the listening
 	// socket; close sets its deadline to wake the loop.
@@ -192,8 +193,13 @@ func newDispatcher(ln *os.File, policy Balance, maxConns int, log *slog.Logger) 
 		sticky:  make(map[string]stickyEntry),
 	}
 	d.cond = sync.NewCond(&d.mu)
+	d.passes.Store(true)
 	return d
 }
+
+// passing reports whether the primary accepts and passes new connections
+// now; false on a nil dispatcher (BalanceShared, herd run). It never waits.
+func (d *dispatcher) passing() bool { return d != nil && d.passes.Load() }
 
 // connPair returns a SOCK_SEQPACKET socketpair: the primary's end as a
 // connection and the worker's end as a file to pass to it.
@@ -506,6 +512,7 @@ func (d *dispatcher) canDirectLocked() bool {
 // of new connections, for the log.
 func (d *dispatcher) setDirectLocked(on bool, n int) {
 	d.direct = on
+	d.passes.Store(!on)
 	for _, w := range d.order {
 		w.seen = w.shm.accepted()
 		d.sendModeLocked(w)

@@ -23,8 +23,18 @@ const (
 func TestAutoBalanceUnderChurn(t *testing.T) {
 	p := herdtest.Start(t, herdtest.Options{}, "serve", "--workers", "2")
 	p.WaitReady(30 * time.Second)
+	admin := adminURL(t, p)
+	passes := func(want float64) {
+		t.Helper()
+		mfs, _ := scrape(t, admin)
+		if v, ok := mfs.value("herd_balance_primary_passes", map[string]string{"policy": "auto"}); !ok || v != want {
+			t.Fatalf("herd_balance_primary_passes{policy=\"auto\"} = %v (present %v), want %v", v, ok, want)
+		}
+	}
+	passes(1)
 	l := startChurnLoad(t, p.URL+"/pid", 20)
 	p.WaitMsg(30*time.Second, msgDirect)
+	passes(0)
 
 	code, out := herdCmd(t, p, "reload")
 	if code != 0 || !strings.Contains(out, "every worker replaced") {
@@ -70,6 +80,7 @@ func TestAutoBalanceUnderChurn(t *testing.T) {
 
 	l.finish(t) // fails on any failed request
 	p.WaitMsg(30*time.Second, msgPass)
+	passes(1)
 	p.Eventually(20*time.Second, fmt.Sprintf("worker %d reporting no connection", empty), func() bool {
 		for _, w := range status(t, p).Workers {
 			if w.ID == empty && w.Conns != 0 {

@@ -59,6 +59,9 @@ func TestRunAdminMetricsAndDashboard(t *testing.T) {
 	// past the staleness bound (3 heartbeat intervals) it is not stale.
 	time.Sleep(time.Until(started.Add(4 * time.Second)))
 	mfs, _ = scrape(t, base)
+	if n, ok := mfs.value("herd_balance_primary_passes", map[string]string{"policy": "shared"}); !ok || n != 0 {
+		t.Errorf("herd_balance_primary_passes = %v (present %v), want 0 with policy shared: herd run's workers accept themselves", n, ok)
+	}
 	if n, ok := mfs.value("herd_scrape_stale_workers", nil); !ok || n != 0 {
 		t.Errorf("herd_scrape_stale_workers = %v (present %v), want 0: herd run's workers send no heartbeats", n, ok)
 	}
