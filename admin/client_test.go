@@ -21,6 +21,7 @@ import (
 
 	"github.com/herd-go/herd/admin"
 	"github.com/herd-go/herd/cluster"
+	"github.com/herd-go/herd/internal/procstat"
 )
 
 // The test binary doubles as a real primary and its workers: a test starts
@@ -286,19 +287,7 @@ func TestClientAgainstARealPrimary(t *testing.T) {
 func waitStopped(t *testing.T, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
-		stopped := len(tasks) > 0
-		for _, f := range tasks {
-			b, err := os.ReadFile(f)
-			i := strings.LastIndexByte(string(b), ')')
-			if err != nil || i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
-				stopped = false
-			}
-		}
-		if stopped {
-			return
-		}
+	for !procstat.Stopped(pid) {
 		if time.Now().After(deadline) {
 			t.Fatalf("process %d not stopped 10s after SIGSTOP", pid)
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/herd-go/herd/internal/herdtest"
+	"github.com/herd-go/herd/internal/procstat"
 )
 
 // The control socket lives in a private directory: $XDG_RUNTIME_DIR/herd,
@@ -109,6 +110,8 @@ func TestStatusOfAStoppedPrimaryTimesOutInSeconds(t *testing.T) {
 	p.WaitReady(60 * time.Second)
 	p.Signal(syscall.SIGSTOP)
 	t.Cleanup(func() { _ = p.Cmd.Process.Signal(syscall.SIGCONT) })
+	// Every thread: until then the primary may still answer.
+	herdtest.WaitUntil(t, 10*time.Second, "the primary stopped", func() bool { return procstat.Stopped(p.Cmd.Process.Pid) })
 	start := time.Now()
 	done := make(chan struct{})
 	var code int

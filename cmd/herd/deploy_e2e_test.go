@@ -309,14 +309,10 @@ func TestServeNotifiesSystemd(t *testing.T) {
 	}
 	reready, rri := sd.wait(t, reli+1, "READY")
 	// The primary logs the completion before it sends READY=1; the log
-	// reaches this test through a pipe, a moment after the datagram.
-	done := false
-	for deadline := time.Now().Add(5 * time.Second); !done && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		done = len(p.Find(func(r herdtest.Record) bool { return r.Msg() == "rolling reload complete" })) > 0
-	}
-	if !done {
-		t.Errorf("READY=1 (%q) before the reload completed", reready.raw)
-	}
+	// reaches this test through a pipe, a moment after the datagram. No
+	// such line within 5 s: READY=1 came before the reload completed.
+	p.WaitLog(5*time.Second, fmt.Sprintf("the reload's completion logged before READY=1 (%q)", reready.raw),
+		func(r herdtest.Record) bool { return r.Msg() == "rolling reload complete" })
 
 	// Upgrade: the new primary says MAINPID= and READY=1; the old one
 	// stops without STOPPING=1 (the service goes on).

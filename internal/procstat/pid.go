@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -15,7 +16,26 @@ import (
 // (R running, S sleeping, T stopped, Z zombie...), or 0 when there is no
 // such process or no /proc.
 func State(pid int) byte {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return stateOf(fmt.Sprintf("/proc/%d/stat", pid))
+}
+
+// Stopped reports whether every thread of process pid is stopped (state
+// T). After SIGSTOP the main thread can show T while other threads still
+// run for a moment, during which the process can still answer: a test that
+// needs a process that answers nothing waits for Stopped.
+func Stopped(pid int) bool {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	for _, f := range tasks {
+		if stateOf(f) != 'T' {
+			return false
+		}
+	}
+	return len(tasks) > 0
+}
+
+// stateOf reads the state letter from a /proc stat file, or 0.
+func stateOf(path string) byte {
+	b, err := os.ReadFile(path) //nolint:gosec // G304: a /proc stat file of a pid
 	if err != nil {
 		return 0
 	}
