@@ -57,6 +57,9 @@ func parseCases(s string) (map[string]bool, error) {
 	return on, nil
 }
 
+// balanceHeading is the section's heading in the report.
+const balanceHeading = "Balancing"
+
 // nodeName is the Node cluster contender: examples/node's bin.js, Node's
 // cluster module (its primary accepts and hands connections out round-robin).
 // It runs the spread, keep-alive and churn cases, not the idle one.
@@ -472,7 +475,7 @@ func renderBalance(res map[string][]balanceSample, cs []contender, bc balanceCon
 		}
 		return medianOf(xs)
 	}
-	p("## Balancing\n\n")
+	p("## %s\n\n", balanceHeading)
 	p("`go run ./bench/run -balance-only` (part of `make bench`): %d rounds, each running every contender once in a rotated order; "+
 		"herd with %d workers (this machine's GOMAXPROCS) under each `--balance` policy against plain net/http. "+
 		"Machine: %s; load average %s at the start, %s at the end; %s in all.\n\n", bc.Rounds, n, fmt.Sprintf("%d cores (%s), Linux %s, %s", m.Cores, m.CPU.Model, m.Kernel, m.Go), load0, load1, took.Round(time.Second))

@@ -66,7 +66,7 @@ func main() {
 	flag.BoolVar(&cfg.Procs, "gomaxprocs", true, "also run herd with N workers of GOMAXPROCS N each (oversubscribed), against the default")
 	flag.IntVar(&cfg.Singles, "singles", 20, "sequential single requests to /api/10000000 per contender and round (the fastest counts)")
 	flag.BoolVar(&cfg.Balance, "balance", true, "also run the balancing section (each --balance policy against plain net/http)")
-	flag.BoolVar(&cfg.BalanceOnly, "balance-only", false, "run only the balancing section")
+	flag.BoolVar(&cfg.BalanceOnly, "balance-only", false, "run only the balancing section; with -out, replace that section of the file")
 	flag.IntVar(&cfg.Bal.Rounds, "balance-rounds", 3, "balancing rounds")
 	flag.IntVar(&cfg.Bal.Trials, "balance-trials", 7, "balancing: spread trials per connection count and round")
 	flag.DurationVar(&cfg.Bal.Duration, "balance-d", 2*time.Second, "balancing: duration of each throughput and churn run")
@@ -217,14 +217,14 @@ func run(ctx context.Context, cfg config) error {
 		if err != nil {
 			return err
 		}
-		return writeMetricsReport(cfg, report)
+		return writeSectionReport(cfg, metricsHeading, report)
 	}
 	if cfg.BalanceOnly {
 		report, err := runBalance(ctx, cfg, cfg.Bal, bin, work)
 		if err != nil {
 			return err
 		}
-		return writeReport(cfg, report)
+		return writeSectionReport(cfg, balanceHeading, report)
 	}
 	res := &results{Contenders: cs, ByName: map[string][]roundResult{}, Machine: readMachine(cfg.Wrk),
 		LoadStart: loadavg(), Cfg: cfg, Started: time.Now()}

@@ -749,7 +749,7 @@ func metVerdict(ok bool) string {
 // spliceSection replaces the section starting with heading ("## ...") in
 // doc, up to the next second-level heading, by section; without one it
 // inserts section before the "## Go micro-benchmarks" heading, or at the
-// end. It lets -metrics-only -out update BENCHMARKS.md in place.
+// end. It lets -metrics-only and -balance-only update BENCHMARKS.md in place.
 func spliceSection(doc, heading, section string) string {
 	section = strings.TrimRight(section, "\n") + "\n\n"
 	if i := strings.Index(doc, "\n"+heading+"\n"); i >= 0 {
@@ -766,9 +766,10 @@ func spliceSection(doc, heading, section string) string {
 	return strings.TrimRight(doc, "\n") + "\n\n" + section
 }
 
-// writeMetricsReport prints the section and, with -out, splices it into
-// that file (created when missing).
-func writeMetricsReport(cfg config, section string) error {
+// writeSectionReport prints section (whose heading is "## "+heading) and,
+// with -out, splices it into that file (created when missing): what
+// -metrics-only and -balance-only write.
+func writeSectionReport(cfg config, heading, section string) error {
 	fmt.Print(section)
 	if cfg.Out == "" {
 		return nil
@@ -777,9 +778,9 @@ func writeMetricsReport(cfg config, section string) error {
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	if err := os.WriteFile(cfg.Out, []byte(spliceSection(string(old), "## "+metricsHeading, section)), 0o644); err != nil {
+	if err := os.WriteFile(cfg.Out, []byte(spliceSection(string(old), "## "+heading, section)), 0o644); err != nil {
 		return err
 	}
-	logf("updated the metrics section of %s", cfg.Out)
+	logf("updated the %q section of %s", heading, cfg.Out)
 	return nil
 }
