@@ -479,15 +479,27 @@ func renderBalance(res map[string][]balanceSample, cs []contender, bc balanceCon
 	p("`go run ./bench/run -balance-only` (part of `make bench`): %d rounds, each running every contender once in a rotated order; "+
 		"herd with %d workers (this machine's GOMAXPROCS) under each `--balance` policy against plain net/http. "+
 		"Machine: %s; load average %s at the start, %s at the end; %s in all.\n\n", bc.Rounds, n, fmt.Sprintf("%d cores (%s), Linux %s, %s", m.Cores, m.CPU.Model, m.Kernel, m.Go), load0, load1, took.Round(time.Second))
-	p("- **spread**: c keep-alive connections opened one after the other, one request each; a trial is exact when every worker holds ⌊c/N⌋ or ⌈c/N⌉ (the process answering GET /pid). %d trials per round.\n", bc.Trials)
-	p("- **busiest worker's requests**: c keep-alive connections opened at once, each sending GET /pid back to back for %v; the share of all requests the busiest worker served, median of the rounds (%.1f%% is a perfect spread over %d workers).\n", bc.Duration, 100/float64(n), n)
+	on, _ := parseCases(bc.Cases) // checked by runBalance
+	if bc.Cases != "" && bc.Cases != "all" {
+		p("Only these cases ran (`-balance-cases %s`).\n\n", bc.Cases)
+	}
+	if on["spread"] {
+		p("- **spread**: c keep-alive connections opened one after the other, one request each; a trial is exact when every worker holds ⌊c/N⌋ or ⌈c/N⌉ (the process answering GET /pid). %d trials per round.\n", bc.Trials)
+		p("- **busiest worker's requests**: c keep-alive connections opened at once, each sending GET /pid back to back for %v; the share of all requests the busiest worker served, median of the rounds (%.1f%% is a perfect spread over %d workers).\n", bc.Duration, 100/float64(n), n)
+	}
 	if bc.Node {
 		p("- **%s**: examples/node's bin.js, Node's cluster module with %d workers (its primary hands connections out round-robin); spread, keep-alive and churn only.\n", nodeName, n)
 	}
-	p("- **keep-alive req/s**: wrk, c connections, %v, median of the rounds (ratio to plain in brackets).\n", bc.Duration)
-	p("- **mixed**: issue 9's mixed load: %d keep-alive connections sending GET / back to back and, at the same time, %d sending GET %s, for %v; each kind's rate (ratio to plain) and the fast requests' p99, median of the rounds.\n", mixedFast, mixedHeavy, mixedPath, 3*bc.Duration)
-	p("- **churn**: %d clients, each opening a connection per request (`GET /`, closed after the answer), %v; **idle**: the same with %d idle keep-alive connections open.\n\n", bc.Churn, bc.Duration, bc.Idle)
-	on, _ := parseCases(bc.Cases) // checked by runBalance
+	if on["keepalive"] {
+		p("- **keep-alive req/s**: wrk, c connections, %v, median of the rounds (ratio to plain in brackets).\n", bc.Duration)
+	}
+	if on["mixed"] {
+		p("- **mixed**: issue 9's mixed load: %d keep-alive connections sending GET / back to back and, at the same time, %d sending GET %s, for %v; each kind's rate (ratio to plain) and the fast requests' p99, median of the rounds.\n", mixedFast, mixedHeavy, mixedPath, 3*bc.Duration)
+	}
+	if on["churn"] || on["idle"] {
+		p("- **churn**: %d clients, each opening a connection per request (`GET /`, closed after the answer), %v; **idle**: the same with %d idle keep-alive connections open.\n", bc.Churn, bc.Duration, bc.Idle)
+	}
+	p("\n")
 	header := []string{"contender"}
 	if on["spread"] {
 		for _, c := range []int{n, 2 * n} {
