@@ -92,10 +92,12 @@ type mixedResult struct {
 	FastP99  time.Duration
 	HeavyRPS float64
 	Failed   int64
+	HeavyOn  int // distinct worker processes that served the heavy requests (0 for a single process)
 }
 
 func runBalance(ctx context.Context, cfg config, bc balanceConfig, bin, work string) (string, error) {
-	if _, err := parseCases(bc.Cases); err != nil {
+	on, err := parseCases(bc.Cases)
+	if err != nil {
 		return "", err
 	}
 	n := runtime.GOMAXPROCS(0)
@@ -129,6 +131,20 @@ func runBalance(ctx context.Context, cfg config, bc balanceConfig, bin, work str
 				return "", fmt.Errorf("balance round %d, %s: %w", r+1, c.Name, err)
 			}
 			res[c.Name] = append(res[c.Name], sm)
+			var got []string
+			if on["churn"] {
+				got = append(got, fmt.Sprintf("churn %.0f/s", sm.Churn))
+			}
+			if on["idle"] && c.Name != nodeName {
+				got = append(got, fmt.Sprintf("idle %.0f/s", sm.IdleRate))
+			}
+			if on["mixed"] {
+				got = append(got, fmt.Sprintf("mixed: / %.0f/s p99 %v, heavy %.1f/s on %d worker process(es)",
+					sm.Mixed.FastRPS, sm.Mixed.FastP99.Round(100*time.Microsecond), sm.Mixed.HeavyRPS, sm.Mixed.HeavyOn))
+			}
+			if len(got) > 0 {
+				logf("balance round %d/%d: %s: %s", r+1, bc.Rounds, c.Name, strings.Join(got, "; "))
+			}
 		}
 	}
 	return renderBalance(res, cs, bc, n, readMachine(cfg.Wrk), loadStart, loadavg(), time.Since(started)), nil
@@ -187,6 +203,12 @@ func measureBalance(ctx context.Context, cfg config, bc balanceConfig, c contend
 			}
 			sm.KeepAlive[fmt.Sprintf("c=%d %s", conns, path)] = w.RPS
 		}
+		if on["keepalive"] {
+			// wrk's last request on /api/10000000 can still hold its
+			// connection open on a worker for a while; a spread trial
+			// begun meanwhile counts it, and comes out uneven.
+			time.Sleep(time.Second)
+		}
 	}
 	if on["mixed"] {
 		sm.Mixed = mixedLoad(addr, 3*bc.Duration)
@@ -222,7 +244,8 @@ func mixedLoad(addr string, d time.Duration) mixedResult {
 	var wg sync.WaitGroup
 	start := time.Now()
 	end := start.Add(d)
-	run := func(path string, record func(time.Duration)) {
+	heavyOn := map[string]bool{}
+	run := func(path string, record func(time.Duration, http.Header)) {
 		defer wg.Done()
 		var c net.Conn
 		var br *bufio.Reader
@@ -237,13 +260,14 @@ func mixedLoad(addr string, d time.Duration) mixedResult {
 				br = bufio.NewReader(c)
 			}
 			t0 := time.Now()
-			if _, _, err := requestBody(c, br, path); err != nil {
+			h, _, err := requestBody(c, br, path)
+			if err != nil {
 				failed.Add(1)
 				closeNow(c)
 				c = nil
 				continue
 			}
-			record(time.Since(t0))
+			record(time.Since(t0), h)
 		}
 		if c != nil {
 			closeNow(c)
@@ -251,15 +275,22 @@ func mixedLoad(addr string, d time.Duration) mixedResult {
 	}
 	for range mixedFast {
 		wg.Add(1)
-		go run("/", func(l time.Duration) { mu.Lock(); fast = append(fast, l); mu.Unlock() })
+		go run("/", func(l time.Duration, _ http.Header) { mu.Lock(); fast = append(fast, l); mu.Unlock() })
 	}
 	for range mixedHeavy {
 		wg.Add(1)
-		go run(mixedPath, func(time.Duration) { mu.Lock(); heavy++; mu.Unlock() })
+		go run(mixedPath, func(_ time.Duration, h http.Header) {
+			mu.Lock()
+			heavy++
+			if pid := h.Get("X-Worker-Pid"); pid != "" {
+				heavyOn[pid] = true
+			}
+			mu.Unlock()
+		})
 	}
 	wg.Wait()
 	el := time.Since(start).Seconds()
-	r := mixedResult{FastRPS: float64(len(fast)) / el, HeavyRPS: float64(heavy) / el, Failed: failed.Load()}
+	r := mixedResult{FastRPS: float64(len(fast)) / el, HeavyRPS: float64(heavy) / el, Failed: failed.Load(), HeavyOn: len(heavyOn)}
 	if len(fast) > 0 {
 		slices.Sort(fast)
 		r.FastP99 = fast[len(fast)*99/100]
