@@ -15,7 +15,7 @@ import (
 )
 
 // fdConns names the socket on which a worker receives connections passed
-// by the primary (policies least-conn and sticky).
+// by the primary (policies auto, least-conn and sticky).
 const fdConns = "herd-conns"
 
 // acceptStats counts a worker's failures to take a connection (out of

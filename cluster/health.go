@@ -11,7 +11,7 @@ import (
 // A worker that cannot accept connections (it has run out of file
 // descriptors) is unhealthy: it reports it in its heartbeat at once, the
 // primary shows it as StateUnhealthy and, under the passing policies
-// (least-conn, sticky), passes it no new connection until it can accept
+// (least-conn, sticky; auto while it passes), passes it no new connection until it can accept
 // again. It keeps serving the connections it holds. Under BalanceShared the
 // primary cannot steer connections; a failing accept leaves the connection
 // in the kernel's queue, where the other workers take it. Either way, a
