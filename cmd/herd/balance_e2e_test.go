@@ -78,13 +78,24 @@ func waitNoConns(t *testing.T, p *herdtest.Proc) {
 }
 
 // The case: a proxy in front of herd holds a few keep-alive
-// connections. Under least-conn they spread exactly, every time: c
-// connections over N workers give each ⌊c/N⌋ or ⌈c/N⌉ (the shared queue
-// puts them all on one worker in about half the runs).
+// connections. Under least-conn, and under the default (auto, which passes
+// them as least-conn does at such a rate), they spread exactly, every
+// time: c connections over N workers give each ⌊c/N⌋ or ⌈c/N⌉ (the shared
+// queue puts them all on one worker in about half the runs).
 func TestLeastConnSpreadsKeepAliveConnectionsExactly(t *testing.T) {
-	for _, n := range []int{2, 4} {
-		t.Run(fmt.Sprintf("%d workers", n), func(t *testing.T) {
-			p := herdtest.Start(t, herdtest.Options{}, "serve", "--workers", strconv.Itoa(n), "--balance", "least-conn")
+	for _, tc := range []struct {
+		name string
+		n    int
+		args []string
+	}{
+		{"least-conn, 2 workers", 2, []string{"--balance", "least-conn"}},
+		{"least-conn, 4 workers", 4, []string{"--balance", "least-conn"}},
+		{"default, 2 workers", 2, nil},
+		{"default, 4 workers", 4, nil},
+	} {
+		n := tc.n
+		t.Run(tc.name, func(t *testing.T) {
+			p := herdtest.Start(t, herdtest.Options{}, append([]string{"serve", "--workers", strconv.Itoa(n)}, tc.args...)...)
 			p.WaitReady(30 * time.Second)
 			for trial := range 3 {
 				var conns []*rawConn
@@ -385,10 +396,14 @@ func TestMaxConnsKeepsConnectionsWaiting(t *testing.T) {
 
 // The zero-drop guarantees of reload, scale, recycling and upgrade hold
 // under every policy: the operate tests again, under the policies other
-// than the default (which they run under themselves). The upgrade runs
-// under sticky only (it passes connections as the default does); under
-// shared the workers accept from the socket the new primary inherits, as
-// they did before policies existed. About 5 minutes on a busy 2-core machine.
+// than the default (which they run under themselves). The default, auto,
+// passes connections at their keep-alive load's rate exactly as least-conn
+// does (the same code; auto only adds the switch, whose own test is
+// TestAutoBalanceUnderChurn), so least-conn is not run again here. The
+// upgrade runs under sticky only (it passes connections as the default
+// does); under shared the workers accept from the socket the new primary
+// inherits, as they did before policies existed. About 5 minutes on a busy
+// 2-core machine.
 func TestOperateUnderLoadPerBalance(t *testing.T) {
 	for _, b := range []string{"shared", "sticky"} {
 		t.Run(b, func(t *testing.T) {
