@@ -25,7 +25,7 @@ type collector struct {
 
 	requests, duration, inFlight, conns, rss, heap, goroutines, restarts, state, stale *prometheus.Desc
 	wanted, ready, backlogQueued, backlogLimit, reloads, upgrades, staleWorkers        *prometheus.Desc
-	passing                                                                            *prometheus.Desc
+	passing, switches                                                                  *prometheus.Desc
 	storeCalls, storeErrors, storeDuration                                             *prometheus.Desc
 }
 
@@ -55,6 +55,7 @@ func newCollector(pl cluster.Plane) *collector {
 		reloads:       d("herd_reloads_total", "Rolling reloads by outcome.", []string{"outcome"}, nil),
 		upgrades:      d("herd_upgrades_total", "Binary upgrades by outcome.", []string{"outcome"}, nil),
 		staleWorkers:  d("herd_scrape_stale_workers", "Live workers whose heartbeats were overdue at this scrape.", nil, nil),
+		switches:      d("herd_balance_switches_total", "Times --balance auto switched between the primary passing new connections and the workers accepting them (either way).", []string{"policy"}, nil),
 		passing:       d("herd_balance_primary_passes", "1 while the primary accepts new connections and passes each to a worker (least-conn, sticky; auto at low rates), 0 while the workers accept from the shared queue (shared, herd run; auto under connection churn).", []string{"policy"}, nil),
 
 		storeCalls:    d("herd_store_calls_total", "Workers' calls answered by the primary (the embedded shared store), by method.", []string{"method"}, nil),
@@ -66,7 +67,7 @@ func newCollector(pl cluster.Plane) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.requests, c.duration, c.inFlight, c.conns, c.rss, c.heap, c.goroutines,
 		c.restarts, c.state, c.stale, c.wanted, c.ready, c.backlogQueued, c.backlogLimit, c.reloads, c.upgrades,
-		c.staleWorkers, c.passing, c.storeCalls, c.storeErrors, c.storeDuration} {
+		c.staleWorkers, c.passing, c.switches, c.storeCalls, c.storeErrors, c.storeDuration} {
 		ch <- d
 	}
 }
@@ -128,6 +129,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(c.staleWorkers, float64(m.Stale))
 	gauge(c.passing, b2f(m.Passing), string(m.Balance))
+	counter(c.switches, float64(m.Switches), string(m.Balance))
 	for _, cm := range m.Calls {
 		counter(c.storeCalls, float64(cm.Calls), cm.Method)
 		counter(c.storeErrors, float64(cm.Errors), cm.Method)

@@ -23,14 +23,14 @@ type Balance string
 // Balancing policies. See the README's "Balancing" section for what each
 // costs.
 const (
-	// BalanceAuto: BalanceLeastConn while new connections come at under
-	// AutoDirectRate a second (a proxy's few keep-alive connections, a
-	// deploy's reconnects: spread exactly); above that rate the workers
-	// accept from the shared queue themselves, as under BalanceShared, so
-	// that connection churn costs no hop through the primary; passing
-	// resumes once the rate has stayed under a quarter of that for a
-	// second. Whichever way, connections wait in the one kernel queue, so
-	// the switch loses none.
+	// BalanceAuto: BalanceLeastConn, until connections churn: for 300 ms,
+	// new ones come at AutoDirectRate a second or more and at least half
+	// as many close (not a proxy opening its pool, whose connections
+	// stay: those are spread exactly). Then the workers accept from the
+	// shared queue themselves, as under BalanceShared, so that churn costs
+	// no hop through the primary; passing resumes once there has been no
+	// churn at a quarter of that rate for a second. Whichever way,
+	// connections wait in the one kernel queue, so a switch loses none.
 	BalanceAuto Balance = "auto"
 	// BalanceLeastConn: the primary accepts every connection and passes it
 	// to the ready worker holding the fewest open connections, ties taken
@@ -54,14 +54,18 @@ const DefaultBalance = BalanceAuto
 // Balances lists the policies ParseBalance accepts.
 var Balances = []Balance{BalanceAuto, BalanceLeastConn, BalanceShared, BalanceSticky}
 
-// AutoDirectRate is the rate of new connections (per second) above which
-// BalanceAuto lets the workers accept themselves.
+// AutoDirectRate is the rate of new connections (per second) at which, if
+// they churn (at least half as many close), BalanceAuto lets the workers
+// accept themselves.
 const AutoDirectRate = 1000
 
-// BalanceAuto's clock: the rate is read every autoTick; passing resumes
-// after autoCalm ticks in a row under a quarter of AutoDirectRate.
+// BalanceAuto's clock: the rate is read every autoTick; the workers take
+// over after autoHot ticks in a row of churn at AutoDirectRate or more,
+// and passing resumes after autoCalm ticks in a row without churn at a
+// quarter of it.
 const (
 	autoTick = 100 * time.Millisecond
+	autoHot  = 3
 	autoCalm = 10
 )
 
@@ -124,19 +128,20 @@ type passedConn struct {
 
 // dworker is one worker as the dispatcher sees it.
 type dworker struct {
-	id, pid  int
-	uc       *net.UnixConn
-	rc       syscall.RawConn
-	sent     int // passed and not refused, less the closes reported in records
-	cur      int // open, as chooseLocked last read it
-	shm      *shmCounts
-	eligible bool // ready and not draining
-	full     bool // it nacked a connection and none of its own has closed since
-	direct   bool // recDirect was the last mode message it was sent
-	seen     int  // its direct accepts as the last auto tick read them
-	retry    *time.Timer
-	pending  map[uint64]passedConn
-	batch    []passedConn // chosen in the current accept batch, not yet sent
+	id, pid    int
+	uc         *net.UnixConn
+	rc         syscall.RawConn
+	sent       int // passed and not refused, less the closes reported in records
+	cur        int // open, as chooseLocked last read it
+	shm        *shmCounts
+	eligible   bool // ready and not draining
+	full       bool // it nacked a connection and none of its own has closed since
+	direct     bool // recDirect was the last mode message it was sent
+	seen       int  // its direct accepts as the last auto tick read them
+	seenClosed int  // its closes, likewise
+	retry      *time.Timer
+	pending    map[uint64]passedConn
+	batch      []passedConn // chosen in the current accept batch, not yet sent
 }
 
 type stickyEntry struct {
@@ -151,15 +156,18 @@ type stickyEntry struct {
 // long (each call takes d.mu for a table update, and a sendmsg never
 // blocks).
 //
-// No connection is lost to a worker's exit: the primary keeps its copy of
-// every passed descriptor until the worker acknowledges it (the worker
-// acks before reading a byte), and when a worker's socket reaches EOF
-// (it exited, or drained and closed it) every connection it never
-// acknowledged is passed to another worker.
+// No connection passed is lost to a worker's exit: the primary keeps its
+// copy of every passed descriptor until the worker acknowledges it (the
+// worker acks before reading a byte), and when a worker's socket reaches
+// EOF (it exited, or drained and closed it) every connection it never
+// acknowledged is passed to another worker. (What a worker accepted
+// itself, in BalanceAuto's direct mode, it holds as under BalanceShared:
+// a worker killed loses those, never the ones still in the queue.)
 //
-// Under BalanceAuto it also watches the rate of new connections and, above
-// AutoDirectRate, stops accepting and tells the workers to accept from the
-// shared queue themselves (recDirect), until the rate falls (recPass).
+// Under BalanceAuto it also watches new connections and closes and, under
+// churn at AutoDirectRate, stops accepting and tells the workers to accept
+// from the shared queue themselves (recDirect), until the churn ends
+// (recPass).
 type dispatcher struct {
 	ln       *os.File // the listening socket, outside any poller
 	policy   Balance
@@ -168,18 +176,19 @@ type dispatcher struct {
 	doneC    chan struct{} // closed when the accept loop has returned
 	stopped  atomic.Bool   // close was called (read without mu by the accept loop)
 
-	mu      sync.Mutex
-	cond    *sync.Cond // an eligible worker, a free slot, or close
-	workers map[int]*dworker
-	order   []*dworker // workers by id then pid, the order ties are taken in
-	sticky  map[string]stickyEntry
-	backlog []passedConn // accepted, no worker could take them yet
-	seq     uint64
-	turn    int // rotates ties
-	closed  bool
-	direct  bool          // BalanceAuto: the workers accept; the accept loop waits
-	passes  atomic.Bool   // !direct, for readers that must not wait on mu
-	passed  atomic.Uint64 // connections the accept loop took, for the auto tick
+	mu       sync.Mutex
+	cond     *sync.Cond // an eligible worker, a free slot, or close
+	workers  map[int]*dworker
+	order    []*dworker // workers by id then pid, the order ties are taken in
+	sticky   map[string]stickyEntry
+	backlog  []passedConn // accepted, no worker could take them yet
+	seq      uint64
+	turn     int // rotates ties
+	closed   bool
+	direct   bool          // BalanceAuto: the workers accept; the accept loop waits
+	passes   atomic.Bool   // !direct, for readers that must not wait on mu
+	switches atomic.Uint64 // BalanceAuto's switches, either way
+	passed   atomic.Uint64 // connections the accept loop took, for the auto tick
 	// acceptFile is the accept loop's pollable duplicate of the listening
 	// socket; close sets its deadline to wake the loop.
 	acceptFile *os.File
@@ -200,6 +209,15 @@ func newDispatcher(ln *os.File, policy Balance, maxConns int, log *slog.Logger) 
 // passing reports whether the primary accepts and passes new connections
 // now; false on a nil dispatcher (BalanceShared, herd run). It never waits.
 func (d *dispatcher) passing() bool { return d != nil && d.passes.Load() }
+
+// switched returns how many times BalanceAuto switched, either way; 0 on a
+// nil dispatcher. It never waits.
+func (d *dispatcher) switched() uint64 {
+	if d == nil {
+		return 0
+	}
+	return d.switches.Load()
+}
 
 // connPair returns a SOCK_SEQPACKET socketpair: the primary's end as a
 // connection and the worker's end as a file to pass to it.
@@ -242,7 +260,12 @@ func (d *dispatcher) add(id, pid int, uc *net.UnixConn) {
 	d.mu.Lock()
 	d.workers[pid] = w
 	if d.direct {
-		d.sendModeLocked(w)
+		if w.shm == nil {
+			// Its accepts could not be counted: pass again.
+			d.setDirectLocked(false, 0)
+		} else {
+			d.sendModeLocked(w)
+		}
 	}
 	d.order = append(d.order, w)
 	sort.Slice(d.order, func(i, j int) bool {
@@ -454,7 +477,7 @@ func (d *dispatcher) auto() {
 	t := time.NewTicker(autoTick)
 	defer t.Stop()
 	high := AutoDirectRate * int(autoTick) / int(time.Second)
-	calm := 0
+	hot, calm := 0, 0
 	for {
 		select {
 		case <-d.doneC:
@@ -466,32 +489,49 @@ func (d *dispatcher) auto() {
 			d.mu.Unlock()
 			return
 		}
+		// This tick's new connections (n) and closes (c). Churn is many
+		// new connections of which at least half as many closed: not a
+		// proxy opening its pool, whose connections stay.
+		n, c := 0, 0
+		for _, w := range d.order {
+			a, cl := w.shm.accepted(), w.shm.closes()
+			n += a - w.seen
+			c += cl - w.seenClosed
+			w.seen, w.seenClosed = a, cl
+		}
 		if !d.direct {
-			if n := int(d.passed.Swap(0)); n >= high && d.canDirectLocked() { //nolint:gosec // G115: a count of connections
+			n += int(d.passed.Swap(0)) //nolint:gosec // G115: a count of connections
+			if n >= high && 2*c >= n {
+				hot++
+			} else {
+				hot = 0
+			}
+			if hot >= autoHot && d.canDirectLocked() {
 				d.setDirectLocked(true, n)
-				calm = 0
+				hot, calm = 0, 0
 			}
 		} else {
-			n := 0
-			for _, w := range d.order {
-				a := w.shm.accepted()
-				n += a - w.seen
-				w.seen = a
-			}
-			if n < high/4 {
-				calm++
-			} else {
+			if n >= high/4 && 2*c >= n {
 				calm = 0
+			} else {
+				calm++
 			}
 			if calm >= autoCalm {
 				d.setDirectLocked(false, n)
 				d.passed.Store(0)
+				hot, calm = 0, 0
 			}
 		}
 		for _, w := range d.order {
 			if w.direct != d.direct {
 				d.sendModeLocked(w) // a socket that was full, or a new worker
 			}
+		}
+		if len(d.backlog) > 0 {
+			// Nothing else flushes it while the workers accept: no acks
+			// come, and the accept loop waits.
+			d.flushLocked()
+			d.cond.Broadcast()
 		}
 		d.mu.Unlock()
 	}
@@ -513,6 +553,7 @@ func (d *dispatcher) canDirectLocked() bool {
 func (d *dispatcher) setDirectLocked(on bool, n int) {
 	d.direct = on
 	d.passes.Store(!on)
+	d.switches.Add(1)
 	for _, w := range d.order {
 		w.seen = w.shm.accepted()
 		d.sendModeLocked(w)
@@ -541,7 +582,9 @@ func (d *dispatcher) sendModeLocked(w *dworker) {
 		serr = syscall.Sendmsg(int(fd), []byte{m}, nil, nil, syscall.MSG_DONTWAIT|syscall.MSG_NOSIGNAL)
 		return true
 	})
-	if err == nil && serr == nil {
+	if err != nil || !errors.Is(serr, syscall.EAGAIN) {
+		// Told, or its socket is closed (it drains or died) and will
+		// never be: only a full socket is worth another try.
 		w.direct = d.direct
 	}
 }

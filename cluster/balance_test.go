@@ -4,8 +4,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -231,35 +234,46 @@ func TestParseBalance(t *testing.T) {
 	}
 }
 
-// The dispatcher's no-loss rule, in one process: connections passed to a
-// worker that goes away without acknowledging them (its socket closed, as
-// when it is SIGKILLed) reach another worker, with what their clients sent.
-func TestDispatcherPassesOnWhatAGoneWorkerNeverTook(t *testing.T) {
+// newTestDispatcher returns a least-conn dispatcher, not yet running, over
+// a new loopback listener, which it also returns (closed at cleanup).
+func newTestDispatcher(t *testing.T) (*dispatcher, *net.TCPListener) {
+	t.Helper()
 	tl, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tl.Close()
+	t.Cleanup(func() { tl.Close() })
 	lf, err := listen.Passable(tl)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lf.Close()
-	d := newDispatcher(lf, BalanceLeastConn, 0, slog.New(slog.DiscardHandler))
-	worker := func(pid int) *passedListener {
-		uc, f, err := connPair()
-		if err != nil {
-			t.Fatal(err)
-		}
-		d.add(pid, pid, uc)
-		pl, err := newPassedListener(f, tl.Addr(), -1, &acceptStats{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		d.setEligible(pid, true)
-		return pl
+	t.Cleanup(func() { lf.Close() })
+	return newDispatcher(lf, BalanceLeastConn, 0, slog.New(slog.DiscardHandler)), tl
+}
+
+// addTestWorker registers an eligible worker pid with d and returns its
+// listener (lnFD as newPassedListener takes it).
+func addTestWorker(t *testing.T, d *dispatcher, tl *net.TCPListener, pid, lnFD int) *passedListener {
+	t.Helper()
+	uc, f, err := connPair()
+	if err != nil {
+		t.Fatal(err)
 	}
-	gone, alive := worker(1), worker(2)
+	d.add(pid, pid, uc)
+	pl, err := newPassedListener(f, tl.Addr(), lnFD, &acceptStats{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.setEligible(pid, true)
+	return pl
+}
+
+// The dispatcher's no-loss rule, in one process: connections passed to a
+// worker that goes away without acknowledging them (its socket closed, as
+// when it is SIGKILLed) reach another worker, with what their clients sent.
+func TestDispatcherPassesOnWhatAGoneWorkerNeverTook(t *testing.T) {
+	d, tl := newTestDispatcher(t)
+	gone, alive := addTestWorker(t, d, tl, 1, -1), addTestWorker(t, d, tl, 2, -1)
 	go d.run()
 	defer func() { d.close(); d.wait(5 * time.Second) }()
 
@@ -341,17 +355,7 @@ func TestPrimaryLogsAcceptFailuresOnce(t *testing.T) {
 // offered one, plus at most one more per nackRetry (without the rule it
 // was offered about every other connection).
 func TestDispatcherPassesNothingToAWorkerThatRefused(t *testing.T) {
-	tl, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tl.Close()
-	lf, err := listen.Passable(tl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lf.Close()
-	d := newDispatcher(lf, BalanceLeastConn, 0, slog.New(slog.DiscardHandler))
+	d, tl := newTestDispatcher(t)
 	uc1, f1, err := connPair()
 	if err != nil {
 		t.Fatal(err)
@@ -434,4 +438,114 @@ func TestDispatcherPassesNothingToAWorkerThatRefused(t *testing.T) {
 		t.Fatalf("the refusing worker was offered %d of %d connections in %v, want at most %d", got, n, took, most)
 	}
 	t.Logf("the refusing worker was offered %d of %d connections in %v", offered.Load(), n, took)
+}
+
+// BalanceAuto's switch, in one process with real sockets: two workers'
+// listeners serve HTTP while the dispatcher switches between passing and
+// the workers accepting from the shared queue 40 times under a load of a
+// new connection per request. No request fails; while the workers accept,
+// the primary accepts nothing and both workers count what they took in
+// their shared pages; once everything is closed no goroutine is left.
+func TestDispatcherSwitchesModeUnderLoad(t *testing.T) {
+	goroutines := runtime.NumGoroutine()
+	d, tl := newTestDispatcher(t)
+	var served [2]atomic.Int64
+	var pls []*passedListener
+	var srvs sync.WaitGroup
+	for i := range 2 {
+		pl := addTestWorker(t, d, tl, i+1, dupListener(tl))
+		pls = append(pls, pl)
+		srvs.Add(1)
+		go func() {
+			defer srvs.Done()
+			_ = NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				served[i].Add(1)
+				_, _ = io.WriteString(w, "ok")
+			})).Serve(pl)
+		}()
+	}
+	go d.run()
+
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	defer client.CloseIdleConnections()
+	url := "http://" + tl.Addr().String() + "/"
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var load sync.WaitGroup
+	for range 6 {
+		load.Add(1)
+		go func() {
+			defer load.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := client.Get(url)
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	for i := range 40 {
+		d.mu.Lock()
+		d.setDirectLocked(i%2 == 0, 0)
+		d.mu.Unlock()
+		time.Sleep(25 * time.Millisecond)
+	}
+	// Workers accepting: the primary takes nothing more.
+	d.mu.Lock()
+	d.setDirectLocked(true, 0)
+	d.mu.Unlock()
+	time.Sleep(100 * time.Millisecond) // the accept loop leaves; what it took is passed
+	passed := d.passed.Load()
+	before := ok.Load()
+	deadline := time.Now().Add(10 * time.Second)
+	for ok.Load() < before+200 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := d.passed.Load(); got != passed {
+		t.Errorf("the primary accepted %d connections while the workers were to accept", got-passed)
+	}
+	d.mu.Lock()
+	for _, w := range d.order {
+		if w.shm.accepted() == 0 {
+			t.Errorf("worker %d counted no connection it accepted itself", w.pid)
+		}
+	}
+	d.mu.Unlock()
+	close(stop)
+	load.Wait()
+	if f := failed.Load(); f > 0 {
+		t.Fatalf("%d of %d requests failed across 40 switches; first: %v", f, f+ok.Load(), firstErr.Load())
+	}
+	if ok.Load() < before+200 {
+		t.Fatalf("only %d requests served in 10 s while the workers accepted", ok.Load()-before)
+	}
+	t.Logf("%d requests, none failed; served %d and %d", ok.Load(), served[0].Load(), served[1].Load())
+
+	d.close()
+	d.wait(5 * time.Second)
+	for _, pl := range pls {
+		pl.Close() // its socket's EOF ends the dispatcher's reader too
+	}
+	srvs.Wait()
+	client.CloseIdleConnections()
+	deadline = time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > goroutines+2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > goroutines+2 {
+		t.Fatalf("%d goroutines left, %d before the test", n, goroutines)
+	}
 }

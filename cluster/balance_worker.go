@@ -230,6 +230,9 @@ func (l *passedListener) setDirect(on bool) {
 		l.dln = nil
 		return
 	}
+	if l.shm.Load() == nil {
+		return // its accepts could not be counted; the primary's page was never mapped
+	}
 	ln, err := l.directListenerLocked()
 	if err != nil {
 		// The primary passes nothing meanwhile: the other workers accept.
@@ -269,6 +272,15 @@ func (l *passedListener) acceptDirect(ln *sharedListener) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
+			l.dmu.Lock()
+			if l.dln == ln {
+				// Not closed by setDirect or Close: it failed. Say so, and
+				// let the next recDirect start another.
+				l.dln = nil
+				_ = ln.Close()
+				l.stats.fail(fmt.Errorf("cluster: direct accepting: %w", err))
+			}
+			l.dmu.Unlock()
 			return
 		}
 		l.shm.Load().acceptOne()

@@ -63,10 +63,10 @@
 // over a SOCK_SEQPACKET socketpair of its own (SCM_RIGHTS), keeps its copy
 // until the worker acknowledges it, and passes on to another worker every
 // connection a worker that exits or drains never took. BalanceAuto (the
-// default) is BalanceLeastConn until new connections come faster than
-// AutoDirectRate a second; then the workers accept from the shared socket
-// themselves until the rate falls. Either way a connection waiting for a
-// worker outlives that worker.
+// default) is BalanceLeastConn until connections churn (AutoDirectRate new
+// ones a second, at least half as many closing); then the workers accept
+// from the shared socket themselves until the churn ends. Either way a
+// connection waiting for a worker outlives that worker.
 //
 // Planned replacements start the new worker first and drain the old one only
 // once the new one is ready: a rolling reload (SIGHUP) one worker at a time,

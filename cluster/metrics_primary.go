@@ -60,8 +60,9 @@ type Metrics struct {
 	Reloads    map[string]uint64 `json:"reloads"`  // by outcome: ok, failed
 	Upgrades   map[string]uint64 `json:"upgrades"` // by outcome: ok, failed
 	Backlog    Backlog           `json:"backlog"`
-	Balance    Balance           `json:"balance"`       // the policy
-	Passing    bool              `json:"primaryPasses"` // the primary accepts and passes new connections now (false: the workers accept from the shared queue)
+	Balance    Balance           `json:"balance"`         // the policy
+	Passing    bool              `json:"primaryPasses"`   // the primary accepts and passes new connections now (false: the workers accept from the shared queue)
+	Switches   uint64            `json:"balanceSwitches"` // BalanceAuto's switches between passing and the workers accepting, ever
 	Calls      []CallMetrics     `json:"calls"`
 	Events     []Event           `json:"events"` // oldest first
 }
@@ -252,7 +253,7 @@ func (p *primary) metrics() Metrics {
 	now := p.now()
 	m := Metrics{Time: now, PrimaryPID: os.Getpid(), Addr: p.addr(), Want: p.want, Ready: p.readyCount() - p.unhealthyCount(),
 		Reloads: copyCounts(p.mx.reloads), Upgrades: copyCounts(p.mx.upgrades),
-		Balance: p.opts.Balance, Passing: p.disp.passing()}
+		Balance: p.opts.Balance, Passing: p.disp.passing(), Switches: p.disp.switched()}
 	ids := make([]int, 0, len(p.slots))
 	for id := range p.slots {
 		ids = append(ids, id)

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,6 +62,7 @@ func TestAutoBalanceUnderChurn(t *testing.T) {
 
 	// Keep-alive connections accepted by the workers themselves; keep
 	// those of the worker holding more, close the others'.
+	passes(0)
 	var held []*rawConn
 	byID := map[int][]*rawConn{}
 	for range 8 {
@@ -78,9 +82,45 @@ func TestAutoBalanceUnderChurn(t *testing.T) {
 	}
 	held = byID[full]
 
+	// The switch back, with requests still coming, slowly: a new
+	// connection every 20 ms.
+	var trickleOK, trickleFailed atomic.Int64
+	stopTrickle := make(chan struct{})
+	trickleDone := make(chan struct{})
+	go func() {
+		defer close(trickleDone)
+		for {
+			select {
+			case <-stopTrickle:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			c, err := net.DialTimeout("tcp", p.Addr, 20*time.Second)
+			if err == nil {
+				_, _, err = (&rawConn{c: c, br: bufio.NewReader(c)}).get("/pid")
+				_ = c.(*net.TCPConn).SetLinger(0)
+				c.Close()
+			}
+			if err != nil {
+				trickleFailed.Add(1)
+				continue
+			}
+			trickleOK.Add(1)
+		}
+	}()
 	l.finish(t) // fails on any failed request
 	p.WaitMsg(30*time.Second, msgPass)
+	time.Sleep(300 * time.Millisecond)
+	close(stopTrickle)
+	<-trickleDone
+	if trickleFailed.Load() > 0 || trickleOK.Load() == 0 {
+		t.Fatalf("requests across the switch back: %d ok, %d failed; want none failed", trickleOK.Load(), trickleFailed.Load())
+	}
 	passes(1)
+	mfs, _ := scrape(t, admin)
+	if v, _ := mfs.value("herd_balance_switches_total", map[string]string{"policy": "auto"}); v < 2 {
+		t.Errorf("herd_balance_switches_total = %v, want at least 2 (to the workers and back)", v)
+	}
 	p.Eventually(20*time.Second, fmt.Sprintf("worker %d reporting no connection", empty), func() bool {
 		for _, w := range status(t, p).Workers {
 			if w.ID == empty && w.Conns != 0 {

@@ -30,7 +30,7 @@ var allMetrics = []string{
 	"herd_worker_open_connections", "herd_worker_resident_memory_bytes", "herd_worker_heap_bytes",
 	"herd_worker_goroutines", "herd_worker_restarts_total", "herd_worker_state", "herd_worker_stale",
 	"herd_workers_wanted", "herd_workers_ready", "herd_listen_backlog_queued", "herd_listen_backlog_limit",
-	"herd_reloads_total", "herd_upgrades_total", "herd_scrape_stale_workers", "herd_balance_primary_passes",
+	"herd_reloads_total", "herd_upgrades_total", "herd_scrape_stale_workers", "herd_balance_primary_passes", "herd_balance_switches_total",
 	"herd_store_calls_total", "herd_store_call_errors_total", "herd_store_call_duration_seconds",
 }
 
