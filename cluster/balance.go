@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Balance is how new connections are spread over the workers.
@@ -186,8 +184,7 @@ type dispatcher struct {
 	turn     int // rotates ties
 	closed   bool
 	direct   bool          // BalanceAuto: the workers accept; the accept loop waits
-	passes   atomic.Bool   // !direct, for readers that must not wait on mu
-	switches atomic.Uint64 // BalanceAuto's switches, either way
+	switches uint64        // BalanceAuto's switches, either way
 	passed   atomic.Uint64 // connections the accept loop took, for the auto tick
 	// acceptFile is the accept loop's pollable duplicate of the listening
 	// socket; close sets its deadline to wake the loop.
@@ -202,21 +199,20 @@ func newDispatcher(ln *os.File, policy Balance, maxConns int, log *slog.Logger) 
 		sticky:  make(map[string]stickyEntry),
 	}
 	d.cond = sync.NewCond(&d.mu)
-	d.passes.Store(true)
 	return d
 }
 
-// passing reports whether the primary accepts and passes new connections
-// now; false on a nil dispatcher (BalanceShared, herd run). It never waits.
-func (d *dispatcher) passing() bool { return d != nil && d.passes.Load() }
-
-// switched returns how many times BalanceAuto switched, either way; 0 on a
-// nil dispatcher. It never waits.
-func (d *dispatcher) switched() uint64 {
+// mode reports whether the primary accepts and passes new connections now
+// (false on a nil dispatcher: BalanceShared, herd run), and how many times
+// BalanceAuto switched, either way. It takes d.mu, which is never held
+// for long.
+func (d *dispatcher) mode() (passing bool, switches uint64) {
 	if d == nil {
-		return 0
+		return false, 0
 	}
-	return d.switches.Load()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return !d.direct, d.switches
 }
 
 // connPair returns a SOCK_SEQPACKET socketpair: the primary's end as a
@@ -369,10 +365,18 @@ func (d *dispatcher) run() {
 	}
 	var f *os.File // nil while the workers accept (BalanceAuto's direct mode)
 	var rc syscall.RawConn
-	defer func() {
+	// dropLocked closes the pollable duplicate, if any: it leaves the
+	// poller, and pollable makes a new one when the loop accepts again.
+	dropLocked := func() {
 		if f != nil {
 			f.Close()
+			f, rc, d.acceptFile = nil, nil, nil
 		}
+	}
+	defer func() {
+		d.mu.Lock()
+		dropLocked()
+		d.mu.Unlock()
 	}()
 	var err error
 	var failing time.Duration
@@ -388,12 +392,9 @@ func (d *dispatcher) run() {
 		room := 0
 		waiting := false
 		for d.direct && !d.closed {
-			if f != nil {
-				// Out of the poller, or the primary would wake at every
-				// connection the workers accept.
-				f.Close()
-				f, rc, d.acceptFile = nil, nil, nil
-			}
+			// Out of the poller, or the primary would wake at every
+			// connection the workers accept.
+			dropLocked()
 			d.cond.Wait()
 		}
 		for !d.closed {
@@ -437,8 +438,7 @@ func (d *dispatcher) run() {
 				// Woken to let the workers accept (direct mode, maybe
 				// over already): a new duplicate, without the deadline.
 				d.mu.Lock()
-				f.Close()
-				f, rc, d.acceptFile = nil, nil, nil
+				dropLocked()
 				d.mu.Unlock()
 				continue
 			}
@@ -499,8 +499,8 @@ func (d *dispatcher) auto() {
 			c += cl - w.seenClosed
 			w.seen, w.seenClosed = a, cl
 		}
+		n += int(d.passed.Swap(0)) //nolint:gosec // G115: a count of connections
 		if !d.direct {
-			n += int(d.passed.Swap(0)) //nolint:gosec // G115: a count of connections
 			if n >= high && 2*c >= n {
 				hot++
 			} else {
@@ -518,7 +518,6 @@ func (d *dispatcher) auto() {
 			}
 			if calm >= autoCalm {
 				d.setDirectLocked(false, n)
-				d.passed.Store(0)
 				hot, calm = 0, 0
 			}
 		}
@@ -552,10 +551,8 @@ func (d *dispatcher) canDirectLocked() bool {
 // of new connections, for the log.
 func (d *dispatcher) setDirectLocked(on bool, n int) {
 	d.direct = on
-	d.passes.Store(!on)
-	d.switches.Add(1)
+	d.switches++
 	for _, w := range d.order {
-		w.seen = w.shm.accepted()
 		d.sendModeLocked(w)
 	}
 	rate := n * int(time.Second/autoTick)
@@ -598,19 +595,9 @@ const acceptLogEvery = 10 * time.Second
 // epoll registration it does not need), and arranges for close to wake
 // the accept loop. Closing it leaves the listening socket open.
 func (d *dispatcher) pollable() (*os.File, syscall.RawConn, error) {
-	lrc, err := d.ln.SyscallConn()
+	nfd, err := dupSocket(d.ln)
 	if err != nil {
-		return nil, nil, fmt.Errorf("cluster: accept: %w", err)
-	}
-	nfd := -1
-	var derr error
-	if err := lrc.Control(func(fd uintptr) {
-		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		return nil, nil, fmt.Errorf("cluster: accept: %w", err)
-	}
-	if derr != nil {
-		return nil, nil, fmt.Errorf("cluster: accept: dup: %w", derr)
+		return nil, nil, fmt.Errorf("cluster: accept: dup: %w", err)
 	}
 	f := os.NewFile(uintptr(nfd), "herd-accept") // non-blocking, as the listener: pollable
 	rc, err := f.SyscallConn()

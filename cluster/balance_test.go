@@ -507,10 +507,23 @@ func TestDispatcherSwitchesModeUnderLoad(t *testing.T) {
 	d.mu.Lock()
 	d.setDirectLocked(true, 0)
 	d.mu.Unlock()
-	time.Sleep(100 * time.Millisecond) // the accept loop leaves; what it took is passed
+	// The accept loop leaves the poller (what it took before is passed).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d.mu.Lock()
+		left := d.acceptFile == nil
+		d.mu.Unlock()
+		if left {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the accept loop still waits in the poller 10 s after the switch to the workers")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	passed := d.passed.Load()
 	before := ok.Load()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for ok.Load() < before+200 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -284,11 +284,7 @@ func (l *passedListener) acceptDirect(ln *sharedListener) {
 			return
 		}
 		l.shm.Load().acceptOne()
-		if tc, ok := c.(*net.TCPConn); ok {
-			l.connC <- &passedTCPConn{TCPConn: tc, l: l}
-		} else {
-			l.connC <- &passedOtherConn{Conn: c, l: l}
-		}
+		l.connC <- l.wrap(c)
 	}
 }
 
@@ -343,11 +339,7 @@ func (l *passedListener) receive() error {
 			break
 		}
 		took++
-		if tc, ok := c.(*net.TCPConn); ok {
-			l.queue = append(l.queue, &passedTCPConn{TCPConn: tc, l: l})
-		} else {
-			l.queue = append(l.queue, &passedOtherConn{Conn: c, l: l})
-		}
+		l.queue = append(l.queue, l.wrap(c))
 	}
 	if took > 0 {
 		l.send(recAck, seq, took)
@@ -376,6 +368,14 @@ func closeAll(fds []int) {
 	for _, fd := range fds {
 		syscall.Close(fd)
 	}
+}
+
+// wrap makes c count its close for the primary.
+func (l *passedListener) wrap(c net.Conn) net.Conn {
+	if tc, ok := c.(*net.TCPConn); ok {
+		return &passedTCPConn{TCPConn: tc, l: l}
+	}
+	return &passedOtherConn{Conn: c, l: l}
 }
 
 // passedTCPConn tells the primary when it closes. It embeds *net.TCPConn so

@@ -253,7 +253,8 @@ func (p *primary) metrics() Metrics {
 	now := p.now()
 	m := Metrics{Time: now, PrimaryPID: os.Getpid(), Addr: p.addr(), Want: p.want, Ready: p.readyCount() - p.unhealthyCount(),
 		Reloads: copyCounts(p.mx.reloads), Upgrades: copyCounts(p.mx.upgrades),
-		Balance: p.opts.Balance, Passing: p.disp.passing(), Switches: p.disp.switched()}
+		Balance: p.opts.Balance}
+	m.Passing, m.Switches = p.disp.mode()
 	ids := make([]int, 0, len(p.slots))
 	for id := range p.slots {
 		ids = append(ids, id)

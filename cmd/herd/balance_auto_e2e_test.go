@@ -110,7 +110,8 @@ func TestAutoBalanceUnderChurn(t *testing.T) {
 	}()
 	l.finish(t) // fails on any failed request
 	p.WaitMsg(30*time.Second, msgPass)
-	time.Sleep(300 * time.Millisecond)
+	after := trickleOK.Load()
+	p.Eventually(10*time.Second, "requests served after the switch back", func() bool { return trickleOK.Load() >= after+5 })
 	close(stopTrickle)
 	<-trickleDone
 	if trickleFailed.Load() > 0 || trickleOK.Load() == 0 {
