@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/herd-go/herd/internal/herdtest"
+	"github.com/herd-go/herd/internal/procstat"
 	"github.com/herd-go/herd/internal/tmpfs"
 )
 
@@ -82,6 +83,8 @@ func TestPausedPrimaryWriteIsUnknownAndARetryWithTheKeyCountsOnce(t *testing.T) 
 		}
 	}
 	t.Cleanup(resume) // a stopped primary could not be stopped cleanly
+	// Every thread: until then the primary may still answer the call.
+	herdtest.WaitUntil(t, 10*time.Second, "the primary stopped", func() bool { return procstat.Stopped(primary) })
 
 	key := map[string]string{"Idempotency-Key": "e2e-paused-1"}
 	code, hdr, body := request(t, "POST", p.URL+"/cluster/counter", "", key)
