@@ -165,7 +165,7 @@ func TestKilledWorkerLosesNoWaitingConnection(t *testing.T) {
 			if err := syscall.Kill(victim, syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
 			}
-			herdtest.WaitUntil(t, 10*time.Second, "the victim stopped", func() bool { return procstat.State(victim) == 'T' })
+			herdtest.WaitUntil(t, 10*time.Second, "the victim stopped", func() bool { return procstat.Stopped(victim) })
 
 			const clients = 20
 			var ok, failed atomic.Int64

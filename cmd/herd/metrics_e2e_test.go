@@ -184,7 +184,7 @@ func TestScrapeDoesNotWaitOnAStoppedWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = syscall.Kill(victim, syscall.SIGCONT) })
-	herdtest.WaitUntil(t, 10*time.Second, "the victim stopped", func() bool { return procstat.State(victim) == 'T' })
+	herdtest.WaitUntil(t, 10*time.Second, "the victim stopped", func() bool { return procstat.Stopped(victim) })
 	var slowest time.Duration
 	p.Eventually(30*time.Second, "the stopped worker counted stale", func() bool {
 		mfs, took := scrape(t, base)
